@@ -1,0 +1,280 @@
+"""Scheduling from Python: pgcc.Client and pgcc.AsyncClient.
+
+Both validate every job before any SQL runs and then call the schema's SQL
+functions, so the three doors (SQL, Python, CLI) write the same rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from pgcc.database import DEFAULT_SCHEMA, resolve_dsn
+from pgcc.errors import ParameterTypeError, PgccError, ScheduleError
+from pgcc.queries import Queries, for_schema
+from pgcc.taskstate import AsyncTaskStates, TaskStates
+from pgcc.validation import check_name, check_schema, check_timing, dump_parameters
+
+Delay = int | dt.timedelta
+_BULK_KEYS = frozenset({"task", "parameters", "at", "after", "queue"})
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the jobs table."""
+
+    id: int
+    task: str
+    parameters: dict[str, Any]
+    queue: str | None
+    state: str
+    scheduled_at: dt.datetime
+    run_at: dt.datetime
+    attempts: int
+    max_attempts: int | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    heartbeat_at: dt.datetime | None
+    worker_id: int | None
+    error: str | None
+    result: Any
+    attempt_errors: list[dict[str, Any]]
+
+
+def schedule_params(
+    task: str,
+    parameters: Mapping[str, Any] | None,
+    at: dt.datetime | None,
+    after: Delay | None,
+    queue: str | None,
+) -> dict[str, Any]:
+    """One job's arguments for the schedule_task SQL function, checked."""
+    check_name("task", task)
+    if queue is not None:
+        check_name("queue", queue)
+    checked_at, millis = check_timing(at, after)
+    return {"task": task, "parameters": dump_parameters(parameters), "at": checked_at,
+            "after": millis, "queue": queue}
+
+
+def bulk_payload(jobs: Iterable[Mapping[str, Any]]) -> str:
+    """A JSON array for the schedule_tasks SQL function, every job checked."""
+    items = []
+    for index, job in enumerate(jobs):
+        if not isinstance(job, Mapping):
+            raise ParameterTypeError(f"jobs[{index}] must be a dict, not {type(job).__name__}")
+        unknown = set(job) - _BULK_KEYS
+        if unknown:
+            raise ScheduleError(f"jobs[{index}]: unknown key {sorted(unknown)[0]!r}")
+        if "task" not in job:
+            raise ScheduleError(f"jobs[{index}]: task is missing")
+        try:
+            params = schedule_params(job["task"], job.get("parameters"), job.get("at"),
+                                     job.get("after"), job.get("queue"))
+        except ScheduleError as exc:
+            raise type(exc)(f"jobs[{index}]: {exc}") from None
+        item = {"task": params["task"], "queue": params["queue"], "after": params["after"],
+                "at": params["at"].isoformat() if params["at"] else None}
+        items.append((item, params["parameters"]))
+    # The parameters are already JSON text: splice them in rather than decode them.
+    return "[" + ",".join(
+        json.dumps(item, ensure_ascii=False)[:-1] + ',"parameters":' + parameters + "}"
+        for item, parameters in items
+    ) + "]"
+
+
+def _refused(exc: psycopg.Error) -> ScheduleError:
+    message = exc.diag.message_primary or str(exc)
+    return ScheduleError(message)
+
+
+def _job(row: tuple[Any, ...] | None) -> Job | None:
+    return Job(*row) if row else None
+
+
+class Client:
+    """Schedules jobs. `Client()` with no DSN uses PGCC_DSN, else the embedded server."""
+
+    def __init__(self, dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA,
+                 pool_size: int = 4) -> None:
+        self.schema = check_schema(schema)
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] | None = None
+        self._queries: Queries = for_schema(schema)
+
+    @property
+    def dsn(self) -> str:
+        self._dsn = resolve_dsn(self._dsn, self.schema)
+        return self._dsn
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        """A connection from the client's pool, in autocommit mode."""
+        if self._pool is None:
+            self._pool = ConnectionPool(
+                self.dsn, min_size=1, max_size=self._pool_size,
+                kwargs={"autocommit": True}, open=True, name=f"pgcc-{self.schema}",
+            )
+        with self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _use(self, connection: psycopg.Connection[Any] | None
+             ) -> Iterator[psycopg.Connection[Any]]:
+        if connection is not None:
+            yield connection
+        else:
+            with self.connection() as conn:
+                yield conn
+
+    def schedule_task(self, task: str, parameters: Mapping[str, Any] | None = None, *,
+                      at: dt.datetime | None = None, after: Delay | None = None,
+                      queue: str | None = None,
+                      connection: psycopg.Connection[Any] | None = None) -> int:
+        """Schedule one job; returns its id. With `connection=`, inside the caller's
+        transaction, which is not committed."""
+        params = schedule_params(task, parameters, at, after, queue)
+        with self._use(connection) as conn:
+            try:
+                row = conn.execute(self._queries["schedule_task"], params).fetchone()
+            except psycopg.errors.InvalidParameterValue as exc:
+                raise _refused(exc) from None
+        assert row is not None
+        return int(row[0])
+
+    def schedule_tasks(self, jobs: Iterable[Mapping[str, Any]], *,
+                       connection: psycopg.Connection[Any] | None = None) -> list[int]:
+        """Schedule many jobs in one statement; returns their ids in order."""
+        payload = bulk_payload(jobs)
+        with self._use(connection) as conn:
+            try:
+                row = conn.execute(self._queries["schedule_tasks"], {"jobs": payload}).fetchone()
+            except psycopg.errors.InvalidParameterValue as exc:
+                raise _refused(exc) from None
+        assert row is not None
+        return list(row[0])
+
+    def cancel(self, job_id: int) -> bool:
+        """Cancel a job that has not started; False if it already started or ended."""
+        with self.connection() as conn:
+            row = conn.execute(self._queries["cancel_job"], {"job_id": job_id}).fetchone()
+        return bool(row and row[0])
+
+    def get_job(self, job_id: int) -> Job | None:
+        with self.connection() as conn:
+            return _job(conn.execute(self._queries["get_job"], {"job_id": job_id}).fetchone())
+
+    @property
+    def taskstate(self) -> TaskStates:
+        return TaskStates(self.connection, self._queries)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """The asyncio twin of Client."""
+
+    def __init__(self, dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA,
+                 pool_size: int = 4) -> None:
+        self.schema = check_schema(schema)
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
+        self._queries: Queries = for_schema(schema)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
+        if self._pool is None:
+            self._dsn = resolve_dsn(self._dsn, self.schema)
+            pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] = \
+                AsyncConnectionPool(
+                    self._dsn, min_size=1, max_size=self._pool_size,
+                    kwargs={"autocommit": True}, open=False, name=f"pgcc-{self.schema}",
+                )
+            await pool.open()
+            self._pool = pool
+        async with self._pool.connection() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _use(self, connection: psycopg.AsyncConnection[Any] | None
+                   ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if connection is not None:
+            yield connection
+        else:
+            async with self.connection() as conn:
+                yield conn
+
+    async def schedule_task(self, task: str, parameters: Mapping[str, Any] | None = None, *,
+                            at: dt.datetime | None = None, after: Delay | None = None,
+                            queue: str | None = None,
+                            connection: psycopg.AsyncConnection[Any] | None = None) -> int:
+        params = schedule_params(task, parameters, at, after, queue)
+        async with self._use(connection) as conn:
+            try:
+                cur = await conn.execute(self._queries["schedule_task"], params)
+            except psycopg.errors.InvalidParameterValue as exc:
+                raise _refused(exc) from None
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def schedule_tasks(self, jobs: Iterable[Mapping[str, Any]], *,
+                             connection: psycopg.AsyncConnection[Any] | None = None
+                             ) -> list[int]:
+        payload = bulk_payload(jobs)
+        async with self._use(connection) as conn:
+            try:
+                cur = await conn.execute(self._queries["schedule_tasks"], {"jobs": payload})
+            except psycopg.errors.InvalidParameterValue as exc:
+                raise _refused(exc) from None
+            row = await cur.fetchone()
+        assert row is not None
+        return list(row[0])
+
+    async def cancel(self, job_id: int) -> bool:
+        async with self.connection() as conn:
+            cur = await conn.execute(self._queries["cancel_job"], {"job_id": job_id})
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def get_job(self, job_id: int) -> Job | None:
+        async with self.connection() as conn:
+            cur = await conn.execute(self._queries["get_job"], {"job_id": job_id})
+            return _job(await cur.fetchone())
+
+    @property
+    def taskstate(self) -> AsyncTaskStates:
+        return AsyncTaskStates(self.connection, self._queries)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+__all__ = ["AsyncClient", "Client", "Job", "PgccError"]

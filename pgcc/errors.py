@@ -1,0 +1,27 @@
+"""The errors pgcc raises: one small hierarchy rooted at PgccError."""
+
+from __future__ import annotations
+
+
+class PgccError(Exception):
+    """Base of every error pgcc raises on purpose."""
+
+
+class ScheduleError(PgccError, ValueError):
+    """A job was refused at schedule time; nothing was written."""
+
+
+class ParameterTypeError(ScheduleError, TypeError):
+    """A parameter value is of a type that does not survive JSON."""
+
+
+class ConfigurationError(PgccError, ValueError):
+    """A setting (DSN, schema, tasks folder, option) is wrong."""
+
+
+class TaskStateError(PgccError, ValueError):
+    """A task state was given a wrong value."""
+
+
+class StaleTaskStateError(PgccError):
+    """A task state was saved by someone else since it was read."""

@@ -1,0 +1,50 @@
+"""The named queries of sql/queries.sql, bound to one schema."""
+
+from __future__ import annotations
+
+import functools
+import re
+import zlib
+from importlib import resources
+
+from psycopg import sql
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+@functools.cache
+def _texts() -> dict[str, str]:
+    text = resources.files("pgcc.sql").joinpath("queries.sql").read_text(encoding="utf-8")
+    parts = _NAME.split(text)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+class Queries:
+    """Every named query, composed once for a schema."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self._composed: dict[str, sql.Composed] = {}
+
+    def __getitem__(self, name: str) -> sql.Composed:
+        query = self._composed.get(name)
+        if query is None:
+            query = sql.SQL(_texts()[name]).format(schema=sql.Identifier(self.schema))  # type: ignore[arg-type]
+            self._composed[name] = query
+        return query
+
+
+@functools.cache
+def for_schema(schema: str) -> Queries:
+    return Queries(schema)
+
+
+def channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel of an environment (see notify_jobs in the schema)."""
+    return f"pgcc.{schema}"
+
+
+def lock_space(schema: str) -> int:
+    """The first key of every advisory lock pgcc takes in this environment."""
+    unsigned = zlib.crc32(f"pgcc.{schema}".encode())
+    return unsigned - (1 << 32) if unsigned >= 1 << 31 else unsigned

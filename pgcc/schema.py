@@ -1,0 +1,80 @@
+"""Migrations: the numbered files of sql/migrations, applied once each."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+from pgcc.queries import lock_space
+from pgcc.validation import check_schema
+
+_FILE = re.compile(r"(\d{4})_(\w+)\.sql")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    text: str
+
+
+def migrations() -> list[Migration]:
+    found = []
+    for entry in resources.files("pgcc.sql.migrations").iterdir():
+        match = _FILE.fullmatch(entry.name)
+        if match:
+            found.append(
+                Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8"))
+            )
+    return sorted(found, key=lambda m: m.version)
+
+
+def migrate(conn: psycopg.Connection[object], schema: str) -> list[int]:
+    """Bring `schema` up to date; returns the versions applied now.
+
+    Idempotent, and safe when several processes run it at once: an advisory
+    lock serialises them, and each version is recorded in the same
+    transaction that applies it.
+    """
+    check_schema(schema)
+    applied_now: list[int] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, 1)", [lock_space(schema)])
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        # Unqualified names in the migration files land in this schema.
+        conn.execute("SELECT set_config('search_path', %s, true)", [f'"{schema}"'])
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cur = conn.execute("SELECT version FROM schema_migrations")
+        done = {row[0] for row in cur.fetchall()}  # type: ignore[index]
+        for migration in migrations():
+            if migration.version in done:
+                continue
+            conn.execute(migration.text.encode())
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                [migration.version, migration.name],
+            )
+            applied_now.append(migration.version)
+    return applied_now
+
+
+def current_version(conn: psycopg.Connection[object], schema: str) -> int | None:
+    cur = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL", [f'"{schema}".schema_migrations']
+    )
+    row = cur.fetchone()
+    if not row or not row[0]:  # type: ignore[index]
+        return None
+    query = sql.SQL("SELECT max(version) FROM {}.schema_migrations").format(
+        sql.Identifier(schema)
+    )
+    row = conn.execute(query).fetchone()
+    return row[0] if row else None  # type: ignore[index,no-any-return]

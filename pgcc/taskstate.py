@@ -1,0 +1,144 @@
+"""Task state: rows a task keeps between its attempts, so it can be idempotent.
+
+`get(id)` returns the row, created as `pending` on first use. `save()` writes
+it back with an optimistic check: if someone saved the same state since it
+was read, StaleTaskStateError is raised and nothing is written (no update is
+lost silently). Read it again with `get` and decide.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from typing import Any
+
+import psycopg
+
+from pgcc.errors import StaleTaskStateError, TaskStateError
+from pgcc.queries import Queries
+from pgcc.validation import check_name, dump_parameters
+
+STATUSES = ("pending", "started", "complete", "failed")
+
+SyncConnect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
+AsyncConnect = Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]]
+
+
+class _StateFields:
+    """The row's fields, and the checks `save` makes before writing them."""
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        (self.id, self.status, self.error, self.tries_remaining, self.data,
+         self._version, self.created_at, self.updated_at) = row
+        self.id: str
+        self.status: str
+        self.error: str | None
+        self.tries_remaining: int | None
+        self.data: Any
+        self._version: int
+        self.created_at: dt.datetime
+        self.updated_at: dt.datetime
+
+    def __repr__(self) -> str:
+        return (f"TaskState(id={self.id!r}, status={self.status!r}, error={self.error!r}, "
+                f"tries_remaining={self.tries_remaining!r}, data={self.data!r})")
+
+    def _save_params(self) -> dict[str, Any]:
+        if self.status not in STATUSES:
+            raise TaskStateError(
+                f"task state {self.id!r}: status {self.status!r} is not one of "
+                f"{', '.join(STATUSES)}"
+            )
+        if self.tries_remaining is not None and type(self.tries_remaining) is not int:
+            raise TaskStateError(
+                f"task state {self.id!r}: tries_remaining must be an int or None"
+            )
+        if self.error is not None and not isinstance(self.error, str):
+            raise TaskStateError(f"task state {self.id!r}: error must be a string or None")
+        data = json.dumps(self.data, allow_nan=False) if not isinstance(self.data, dict) \
+            else dump_parameters(self.data)
+        return {"id": self.id, "status": self.status, "error": self.error,
+                "tries_remaining": self.tries_remaining, "data": data,
+                "version": self._version}
+
+    def _saved(self, row: tuple[Any, ...] | None) -> None:
+        if row is None:
+            raise StaleTaskStateError(
+                f"task state {self.id!r} was saved by someone else since it was read; "
+                "get it again"
+            )
+        self._version, self.updated_at = row
+
+
+class TaskState(_StateFields):
+    def __init__(self, row: tuple[Any, ...], connect: SyncConnect, queries: Queries) -> None:
+        super().__init__(row)
+        self._connect = connect
+        self._queries = queries
+
+    def save(self) -> None:
+        params = self._save_params()
+        with self._connect() as conn:
+            self._saved(conn.execute(self._queries["taskstate_save"], params).fetchone())
+
+
+class AsyncTaskState(_StateFields):
+    def __init__(self, row: tuple[Any, ...], connect: AsyncConnect, queries: Queries) -> None:
+        super().__init__(row)
+        self._connect = connect
+        self._queries = queries
+
+    async def save(self) -> None:
+        params = self._save_params()
+        async with self._connect() as conn:
+            cur = await conn.execute(self._queries["taskstate_save"], params)
+            self._saved(await cur.fetchone())
+
+
+def _check_id(state_id: object) -> str:
+    try:
+        return check_name("task state id", state_id)
+    except ValueError as exc:
+        raise TaskStateError(str(exc)) from None
+
+
+class TaskStates:
+    """`get(id)`: the state with that id, created as pending if new."""
+
+    def __init__(self, connect: SyncConnect, queries: Queries) -> None:
+        self._connect = connect
+        self._queries = queries
+
+    def get(self, state_id: str) -> TaskState:
+        params = {"id": _check_id(state_id)}
+        with self._connect() as conn:
+            row = None
+            # A second try covers a row created by someone else after this
+            # statement's snapshot was taken.
+            for _ in range(2):
+                row = conn.execute(self._queries["taskstate_get"], params).fetchone()
+                if row is not None:
+                    break
+        assert row is not None
+        return TaskState(row, self._connect, self._queries)
+
+
+class AsyncTaskStates:
+    def __init__(self, connect: AsyncConnect, queries: Queries) -> None:
+        self._connect = connect
+        self._queries = queries
+
+    async def get(self, state_id: str) -> AsyncTaskState:
+        params = {"id": _check_id(state_id)}
+        async with self._connect() as conn:
+            row = None
+            for _ in range(2):
+                cur = await conn.execute(self._queries["taskstate_get"], params)
+                row = await cur.fetchone()
+                if row is not None:
+                    break
+        assert row is not None
+        return AsyncTaskState(row, self._connect, self._queries)
+

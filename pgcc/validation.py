@@ -1,0 +1,164 @@
+"""Checks every door applies before a job reaches SQL.
+
+The SQL functions enforce the same rules; checking here first lets the error
+name the offending key path and keeps a bad value from ever leaving Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pgcc.errors import ConfigurationError, ParameterTypeError, ScheduleError
+
+NAME_LIMIT = 200
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,57}")
+JSONValue = dict[str, Any] | list[Any] | str | int | float | bool | None
+
+
+def check_name(what: str, name: object) -> str:
+    """Task and queue names: non-empty, at most 200 characters, printable."""
+    if not isinstance(name, str):
+        raise ParameterTypeError(f"{what} must be a string, not {type(name).__name__}")
+    if not name.strip():
+        raise ScheduleError(f"{what} must be a non-empty name")
+    if len(name) > NAME_LIMIT:
+        raise ScheduleError(f"{what} is {len(name)} characters long; the limit is {NAME_LIMIT}")
+    if _CONTROL.search(name):
+        raise ScheduleError(f"{what} must be printable: it contains a control character")
+    return name
+
+
+def check_schema(schema: str) -> str:
+    if not isinstance(schema, str) or not _SCHEMA.fullmatch(schema):
+        raise ConfigurationError(
+            f"schema {schema!r} must be 1-58 letters, digits or underscores, "
+            "not starting with a digit"
+        )
+    return schema
+
+
+def _key_path(parent: str, key: str) -> str:
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        return f"{parent}.{key}" if parent else key
+    return f"{parent}[{json.dumps(key)}]"
+
+
+def _check_value(value: object, path: str) -> None:
+    where = path or "parameters"
+    kind = type(value)
+    if value is None or kind is bool or kind is int:
+        return
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise ScheduleError(f"parameters: {where} is {value}, which JSON cannot hold")
+        return
+    if kind is str:
+        _check_text(value, where)  # type: ignore[arg-type]
+        return
+    if kind is list:
+        for index, item in enumerate(value):  # type: ignore[arg-type]
+            _check_value(item, f"{path}[{index}]")
+        return
+    if kind is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str:
+                raise ParameterTypeError(
+                    f"parameters: {where} has a key {key!r} of type {type(key).__name__}; "
+                    "JSON keys must be strings"
+                )
+            _check_text(key, f"{where} key {key!r}")
+            _check_value(item, _key_path(path, key))
+        return
+    hint = " (pass ids, not objects)" if kind not in (tuple, set, bytes, frozenset) else ""
+    raise ParameterTypeError(
+        f"parameters: {where} is a {kind.__name__}, which does not survive JSON{hint}"
+    )
+
+
+def _check_text(text: str, where: str) -> None:
+    if "\x00" in text:
+        raise ScheduleError(f"parameters: {where} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ScheduleError(f"parameters: {where} is not valid Unicode text") from None
+
+
+def dump_parameters(parameters: object) -> str:
+    """The parameters as JSON text, or an error naming what does not survive JSON."""
+    if parameters is None:
+        return "{}"
+    if not isinstance(parameters, Mapping) or type(parameters) is not dict:
+        raise ParameterTypeError(
+            f"parameters must be a JSON object (a dict), not {type(parameters).__name__}"
+        )
+    _check_value(parameters, "")
+    return json.dumps(parameters, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _reject_constant(name: str) -> None:
+    raise ScheduleError(f"parameters: {name} is not valid JSON")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ScheduleError(f"parameters: key {key!r} appears twice")
+        result[key] = value
+    return result
+
+
+def load_parameters(text: str) -> dict[str, Any]:
+    """Parse parameters given as JSON text (the CLI door), strictly."""
+    try:
+        value = json.loads(
+            text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys
+        )
+    except json.JSONDecodeError as exc:
+        raise ScheduleError(f"parameters are not valid JSON: {exc}") from None
+    if type(value) is not dict:
+        raise ScheduleError(f"parameters must be a JSON object, not {type(value).__name__}")
+    _check_value(value, "")
+    return value
+
+
+def check_timing(at: object, after: object) -> tuple[dt.datetime | None, int | None]:
+    """`at` and `after` as the SQL door takes them (an aware time, milliseconds)."""
+    if at is not None and after is not None:
+        raise ScheduleError("give at or after, not both")
+    if at is not None:
+        if not isinstance(at, dt.datetime):
+            raise ParameterTypeError(f"at must be a datetime, not {type(at).__name__}")
+        if at.tzinfo is None or at.tzinfo.utcoffset(at) is None:
+            raise ScheduleError("at must be timezone-aware (a naive datetime is ambiguous)")
+        return at, None
+    if after is not None:
+        if isinstance(after, dt.timedelta):
+            millis = after // dt.timedelta(milliseconds=1)
+        elif type(after) is int:
+            millis = after
+        else:
+            raise ParameterTypeError(
+                f"after must be milliseconds (int) or a timedelta, not {type(after).__name__}"
+            )
+        if millis < 0:
+            raise ScheduleError(f"after must be >= 0 milliseconds, got {millis}")
+        return None, millis
+    return None, None
+
+
+def parse_at(text: str) -> dt.datetime:
+    """An ISO 8601 time with a UTC offset (the CLI's --at)."""
+    try:
+        at = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ScheduleError(f"at: {text!r} is not an ISO 8601 time") from None
+    check_timing(at, None)
+    return at

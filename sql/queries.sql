@@ -1,0 +1,260 @@
+-- Named queries pgcc runs. Each block starts with "-- name: NAME".
+-- {schema} is filled with the environment's schema as a quoted identifier
+-- (psycopg.sql.Identifier); values are always bound as parameters.
+-- Braces appear nowhere else in this file.
+
+-- name: schedule_task
+SELECT {schema}.schedule_task(%(task)s, %(parameters)s::jsonb, %(at)s, %(after)s, %(queue)s);
+
+-- name: schedule_tasks
+SELECT {schema}.schedule_tasks(%(jobs)s::jsonb);
+
+-- name: cancel_job
+SELECT coalesce({schema}.cancel_job(%(job_id)s), false);
+
+-- name: get_job
+SELECT id, task, parameters, queue, state, scheduled_at, run_at, attempts, max_attempts,
+       created_at, started_at, finished_at, heartbeat_at, worker_id, error, result,
+       attempt_errors
+FROM {schema}.jobs WHERE id = %(job_id)s;
+
+-- name: taskstate_get
+WITH created AS (
+    INSERT INTO {schema}.taskstate (id) VALUES (%(id)s)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, status, error, tries_remaining, data, version, created_at, updated_at
+)
+SELECT * FROM created
+UNION ALL
+SELECT id, status, error, tries_remaining, data, version, created_at, updated_at
+FROM {schema}.taskstate WHERE id = %(id)s
+LIMIT 1;
+
+-- name: taskstate_save
+UPDATE {schema}.taskstate
+SET status = %(status)s, error = %(error)s, tries_remaining = %(tries_remaining)s,
+    data = %(data)s::jsonb, version = version + 1, updated_at = now()
+WHERE id = %(id)s AND version = %(version)s
+RETURNING version, updated_at;
+
+-- name: status_by_state
+SELECT state, count(*) FROM {schema}.jobs GROUP BY state ORDER BY state;
+
+-- name: status_by_task
+SELECT task, state, count(*) FROM {schema}.jobs
+WHERE state IN ('queued', 'running')
+GROUP BY task, state ORDER BY task, state;
+
+-- name: status_by_queue
+SELECT queue, count(*) FILTER (WHERE state = 'queued') AS queued,
+       count(*) FILTER (WHERE state = 'running') AS running
+FROM {schema}.jobs
+WHERE queue IS NOT NULL AND state IN ('queued', 'running')
+GROUP BY queue ORDER BY queue;
+
+-- name: status_oldest_waiting
+SELECT extract(epoch FROM now() - min(run_at))::float8
+FROM {schema}.jobs WHERE state = 'queued' AND run_at <= now();
+
+-- name: status_workers
+SELECT id, hostname, pid, concurrency, array_length(tasks, 1) AS task_count,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age,
+       extract(epoch FROM lease)::float8 AS lease,
+       (SELECT count(*) FROM {schema}.jobs j WHERE j.worker_id = w.id AND j.state = 'running')
+           AS running
+FROM {schema}.workers w ORDER BY id;
+
+-- name: register_worker
+INSERT INTO {schema}.workers (hostname, pid, tasks, concurrency, lease)
+VALUES (%(hostname)s, %(pid)s, %(tasks)s, %(concurrency)s, make_interval(secs => %(lease)s))
+RETURNING id;
+
+-- name: unregister_worker
+DELETE FROM {schema}.workers WHERE id = %(worker)s;
+
+-- name: heartbeat
+-- Renews this worker's lease and its running jobs' heartbeats. No row back
+-- means the reaper already declared this worker dead.
+WITH renewed AS (
+    UPDATE {schema}.workers SET heartbeat_at = now() WHERE id = %(worker)s RETURNING id
+), jobs_renewed AS (
+    UPDATE {schema}.jobs SET heartbeat_at = now()
+    WHERE worker_id IN (SELECT id FROM renewed) AND state = 'running'
+)
+SELECT id FROM renewed;
+
+-- name: claim
+-- Takes up to %(limit)s due jobs of this worker's tasks: jobs without a queue
+-- in run_at order, and the head of each queue that has no running job. One
+-- job per queue at most; a queue whose head is not due (a retry's backoff)
+-- waits for it.
+WITH RECURSIVE heads AS (
+    (SELECT j.queue, j.id FROM {schema}.jobs j
+     WHERE j.state = 'queued' AND j.queue IS NOT NULL
+     ORDER BY j.queue, j.scheduled_at, j.id LIMIT 1)
+    UNION ALL
+    SELECT n.queue, n.id FROM heads h, LATERAL (
+        SELECT j.queue, j.id FROM {schema}.jobs j
+        WHERE j.state = 'queued' AND j.queue > h.queue
+        ORDER BY j.queue, j.scheduled_at, j.id LIMIT 1
+    ) n
+), candidates AS (
+    (SELECT j.id, j.run_at AS sort_at FROM {schema}.jobs j
+     WHERE j.state = 'queued' AND j.queue IS NULL AND j.run_at <= now()
+       AND j.task = ANY(%(tasks)s::text[])
+     ORDER BY j.run_at, j.id LIMIT %(limit)s)
+    UNION ALL
+    (SELECT j.id, j.scheduled_at FROM heads h JOIN {schema}.jobs j ON j.id = h.id
+     WHERE j.run_at <= now() AND j.task = ANY(%(tasks)s::text[])
+       AND NOT EXISTS (SELECT FROM {schema}.queue_locks l WHERE l.queue = h.queue)
+     ORDER BY j.scheduled_at, j.id LIMIT %(limit)s)
+), picked AS (
+    SELECT j.id FROM {schema}.jobs j
+    JOIN (SELECT id, sort_at FROM candidates ORDER BY sort_at, id LIMIT %(limit)s) c
+      ON c.id = j.id
+    WHERE j.state = 'queued'
+      AND (j.queue IS NULL OR pg_try_advisory_xact_lock(%(lock_space)s, hashtext(j.queue)))
+    FOR UPDATE OF j SKIP LOCKED
+), claimed AS (
+    UPDATE {schema}.jobs j
+    SET state = 'running', attempts = j.attempts + 1, started_at = now(),
+        heartbeat_at = now(), worker_id = %(worker)s, finished_at = NULL,
+        max_attempts = coalesce(j.max_attempts, t.max_attempts)
+    FROM picked p, unnest(%(tasks)s::text[], %(max_attempts)s::int[]) AS t(task, max_attempts)
+    WHERE j.id = p.id AND t.task = j.task
+    RETURNING j.id, j.task, j.parameters::text AS parameters, j.queue, j.attempts
+), locked AS (
+    INSERT INTO {schema}.queue_locks (queue, job_id, attempt, worker_id)
+    SELECT queue, id, attempts, %(worker)s FROM claimed WHERE queue IS NOT NULL
+)
+SELECT id, task, parameters, queue, attempts FROM claimed;
+
+-- name: next_due
+-- When the next job this worker could run becomes due, for its wake-up timer.
+SELECT extract(epoch FROM min(run_at) - now())::float8 FROM {schema}.jobs
+WHERE state = 'queued' AND run_at > now() AND task = ANY(%(tasks)s::text[]);
+
+-- name: finish
+-- Records responses (done or failed). Each row is fenced by the attempt it
+-- belongs to: a late answer from a stale attempt matches nothing.
+WITH outcome AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(states)s::text[],
+                         %(results)s::jsonb[], %(errors)s::text[])
+        AS o(id, attempt, state, result, error)
+), finished AS (
+    UPDATE {schema}.jobs j
+    SET state = o.state, result = o.result, error = o.error, finished_at = now(),
+        heartbeat_at = NULL
+    FROM outcome o
+    WHERE j.id = o.id AND j.attempts = o.attempt AND j.state = 'running'
+      AND j.worker_id = %(worker)s
+    RETURNING j.id, j.queue
+), unlocked AS (
+    DELETE FROM {schema}.queue_locks l USING finished f
+    WHERE l.queue = f.queue AND l.job_id = f.id
+)
+SELECT id FROM finished;
+
+-- name: retry
+-- A running job gave no response: back to queued after the backoff, or dead
+-- once it has used its attempts. Fenced like finish.
+WITH lost AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(reasons)s::text[])
+        AS l(id, attempt, reason)
+), moved AS (
+    UPDATE {schema}.jobs j
+    SET state = CASE WHEN j.attempts >= coalesce(j.max_attempts, 10) THEN 'dead' ELSE 'queued' END,
+        run_at = now() + {schema}.retry_delay(j.attempts),
+        finished_at = CASE WHEN j.attempts >= coalesce(j.max_attempts, 10) THEN now() END,
+        error = l.reason,
+        attempt_errors = j.attempt_errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempts, 'error', l.reason, 'at', now())),
+        worker_id = NULL, heartbeat_at = NULL
+    FROM lost l
+    WHERE j.id = l.id AND j.attempts = l.attempt AND j.state = 'running'
+      AND j.worker_id = %(worker)s
+    RETURNING j.id, j.queue, j.state
+), unlocked AS (
+    DELETE FROM {schema}.queue_locks l USING moved m
+    WHERE l.queue = m.queue AND l.job_id = m.id
+)
+SELECT id, state FROM moved;
+
+-- name: release
+-- Graceful stop: running jobs go back to queued at once, keeping their place.
+WITH back AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[]) AS b(id, attempt)
+), moved AS (
+    UPDATE {schema}.jobs j
+    SET state = 'queued', run_at = least(j.run_at, now()), worker_id = NULL,
+        heartbeat_at = NULL,
+        attempt_errors = j.attempt_errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempts, 'error', 'worker stopped; job put back', 'at', now()))
+    FROM back b
+    WHERE j.id = b.id AND j.attempts = b.attempt AND j.state = 'running'
+      AND j.worker_id = %(worker)s
+    RETURNING j.id, j.queue
+), unlocked AS (
+    DELETE FROM {schema}.queue_locks l USING moved m
+    WHERE l.queue = m.queue AND l.job_id = m.id
+)
+SELECT id FROM moved;
+
+-- name: try_lead_reaper
+SELECT pg_try_advisory_lock(%(lock_space)s, 0);
+
+-- name: reap
+-- Running jobs whose worker stopped heartbeating for longer than its own
+-- lease (or whose worker row is gone) go back to queued, or dead.
+WITH expired AS (
+    SELECT w.id FROM {schema}.workers w
+    WHERE w.heartbeat_at < now() - w.lease
+    FOR UPDATE SKIP LOCKED
+), orphans AS (
+    SELECT j.id, j.worker_id FROM {schema}.jobs j
+    WHERE j.state = 'running'
+      AND (j.worker_id IN (SELECT id FROM expired)
+           OR NOT EXISTS (SELECT FROM {schema}.workers w WHERE w.id = j.worker_id))
+    FOR UPDATE OF j SKIP LOCKED
+), moved AS (
+    UPDATE {schema}.jobs j
+    SET state = CASE WHEN j.attempts >= coalesce(j.max_attempts, 10) THEN 'dead' ELSE 'queued' END,
+        run_at = now() + {schema}.retry_delay(j.attempts),
+        finished_at = CASE WHEN j.attempts >= coalesce(j.max_attempts, 10) THEN now() END,
+        error = format('worker %%s stopped heartbeating (no response)', o.worker_id),
+        attempt_errors = j.attempt_errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempts,
+            'error', format('worker %%s stopped heartbeating (no response)', o.worker_id),
+            'at', now())),
+        worker_id = NULL, heartbeat_at = NULL
+    FROM orphans o
+    WHERE j.id = o.id
+    RETURNING j.id, j.queue, j.state
+), unlocked AS (
+    DELETE FROM {schema}.queue_locks l USING moved m
+    WHERE l.queue = m.queue AND l.job_id = m.id
+), removed AS (
+    DELETE FROM {schema}.workers w USING expired e WHERE w.id = e.id RETURNING w.id
+)
+SELECT (SELECT count(*) FROM moved WHERE state = 'queued') AS requeued,
+       (SELECT count(*) FROM moved WHERE state = 'dead') AS dead,
+       (SELECT count(*) FROM removed) AS workers_removed;
+
+-- name: clear_stale_queue_locks
+-- A queue lock whose job is no longer running would block its queue forever.
+DELETE FROM {schema}.queue_locks l
+WHERE NOT EXISTS (
+    SELECT FROM {schema}.jobs j
+    WHERE j.id = l.job_id AND j.state = 'running' AND j.attempts = l.attempt
+);
+
+-- name: prune
+-- One small batch of finished jobs past the retention; SKIP LOCKED so it never
+-- waits on (or blocks) a claim.
+DELETE FROM {schema}.jobs WHERE id IN (
+    SELECT id FROM {schema}.jobs
+    WHERE state IN ('done', 'failed', 'dead', 'cancelled')
+      AND finished_at < now() - make_interval(secs => %(retention)s)
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+);
