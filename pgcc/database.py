@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import time
+from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from pgcc import embedded, schema
 from pgcc.errors import ConfigurationError
@@ -35,3 +40,59 @@ def connect(dsn: str, **kwargs: object) -> psycopg.Connection[tuple[object, ...]
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise ConfigurationError(f"cannot connect to PostgreSQL: {first}") from exc
+
+
+class Link:
+    """The connection a long-running process keeps: opened on demand, dropped
+    when it fails (the caller retries later), and cut by a watchdog when a
+    call hangs, e.g. on a network that silently stopped forwarding."""
+
+    def __init__(self, dsn: str, *, application_name: str = "pgcc") -> None:
+        self._dsn = dsn
+        self._application_name = application_name
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._fd: int | None = None
+        self._call_started: float | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.closed
+
+    def connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self._dsn, autocommit=True, connect_timeout=5,
+                application_name=self._application_name,
+            )
+            self._fd = self._conn.pgconn.socket
+        return self._conn
+
+    def execute(self, query: sql.Composed | str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run one statement; its rows (none for a statement without rows)."""
+        conn = self.connection()
+        self._call_started = time.monotonic()
+        try:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+        except psycopg.OperationalError:
+            self.close()
+            raise
+        finally:
+            self._call_started = None
+
+    def cut_if_stuck(self, limit: float) -> bool:
+        """From another thread: end a call that has waited more than `limit` seconds."""
+        started, fd = self._call_started, self._fd
+        if started is None or fd is None or time.monotonic() - started < limit:
+            return False
+        with contextlib.suppress(OSError):
+            sock = socket.socket(fileno=os.dup(fd))
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        return True
+
+    def close(self) -> None:
+        conn, self._conn, self._fd = self._conn, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()

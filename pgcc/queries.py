@@ -29,7 +29,7 @@ class Queries:
     def __getitem__(self, name: str) -> sql.Composed:
         query = self._composed.get(name)
         if query is None:
-            query = sql.SQL(_texts()[name]).format(schema=sql.Identifier(self.schema))  # type: ignore[arg-type]
+            query = sql.SQL(_texts()[name]).format(schema=sql.Identifier(self.schema))
             self._composed[name] = query
         return query
 

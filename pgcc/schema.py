@@ -77,4 +77,4 @@ def current_version(conn: psycopg.Connection[object], schema: str) -> int | None
         sql.Identifier(schema)
     )
     row = conn.execute(query).fetchone()
-    return row[0] if row else None  # type: ignore[index,no-any-return]
+    return row[0] if row else None  # type: ignore[index]

