@@ -15,8 +15,10 @@ from typing import Annotated, Any, NoReturn
 import psycopg
 import typer
 
+from pgcc import bench as bench_module
 from pgcc import embedded, schema, status, tasks
 from pgcc import reaper as reaper_module
+from pgcc.bench import WORKLOADS
 from pgcc.client import Client
 from pgcc.database import DEFAULT_SCHEMA, connect, resolve_dsn
 from pgcc.errors import ConfigurationError, PgccError
@@ -203,6 +205,31 @@ def reaper(
     if result is not None:
         typer.echo(f"requeued {result.requeued}, dead {result.dead}, "
                    f"workers removed {result.workers_removed}, pruned {result.pruned}")
+
+
+@app.command()
+def bench(
+    only: Annotated[str, typer.Option(
+        help="Comma-separated workloads: REF,W1,W2,W3,W4,W5,W6.")] = ",".join(WORKLOADS),
+    reps: Annotated[int, typer.Option(min=1, help="Repetitions; the median is reported.")]
+    = 3,
+    scale: Annotated[float, typer.Option(
+        min=0.0001, max=1.0, help="Shrink every workload (1 = the full sizes).")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    dsn: Dsn = None, verbose: Verbose = False,
+) -> None:
+    """Measure throughput and latency; prints a table (or --json)."""
+    setup_logging(verbose)
+    with _errors():
+        chosen = [name.strip().upper() for name in only.split(",") if name.strip()]
+        unknown = [name for name in chosen if name not in WORKLOADS]
+        if unknown:
+            raise ConfigurationError(f"--only: unknown workload {unknown[0]} "
+                                     f"(choose from {', '.join(WORKLOADS)})")
+        resolved = resolve_dsn(dsn)
+        report = bench_module.run(resolved, only=chosen, reps=reps, scale=scale,
+                                  progress=lambda line: typer.echo(f"... {line}", err=True))
+    typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.table())
 
 
 @embedded_app.command("status")

