@@ -59,3 +59,6 @@ def client(pg_dsn: str, schema_name: str) -> Iterator[pgcc.Client]:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+pytest_plugins = ["tests.workers"]
