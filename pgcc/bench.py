@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from pgcc import schema
 from pgcc.client import Client
@@ -380,7 +379,7 @@ def _serial_problems(rows: list[tuple[Any, ...]]) -> list[str]:
     return problems
 
 
-def _q(schema_name: str, name: str) -> sql.Composed:
+def _q(schema_name: str, name: str) -> str:
     return for_schema(schema_name, "bench.sql")[name]
 
 

@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from pgcc import embedded, schema
 from pgcc.errors import ConfigurationError
@@ -67,13 +66,28 @@ class Link:
             self._fd = self._conn.pgconn.socket
         return self._conn
 
-    def execute(self, query: sql.Composed | str, params: Any = None) -> list[tuple[Any, ...]]:
+    def execute(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run one statement; its rows (none for a statement without rows)."""
         conn = self.connection()
         self._call_started = time.monotonic()
         try:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
+        except psycopg.OperationalError:
+            self.close()
+            raise
+        finally:
+            self._call_started = None
+
+    def execute_pipeline(self, statements: list[tuple[str, Any]]
+                         ) -> list[list[tuple[Any, ...]]]:
+        """Several statements, each its own transaction, in one network round trip."""
+        conn = self.connection()
+        self._call_started = time.monotonic()
+        try:
+            with conn.pipeline():
+                cursors = [conn.execute(query, params) for query, params in statements]
+            return [cur.fetchall() if cur.description else [] for cur in cursors]
         except psycopg.OperationalError:
             self.close()
             raise

@@ -25,13 +25,16 @@ class Queries:
     def __init__(self, schema: str, filename: str = "queries.sql") -> None:
         self.schema = schema
         self._filename = filename
-        self._composed: dict[str, sql.Composed] = {}
+        self._composed: dict[str, str] = {}
 
-    def __getitem__(self, name: str) -> sql.Composed:
+    def __getitem__(self, name: str) -> str:
         query = self._composed.get(name)
         if query is None:
             text = _texts(self._filename)[name]
-            query = sql.SQL(text).format(schema=sql.Identifier(self.schema))
+            # Kept as text: psycopg caches the conversion of a text query, and
+            # prepares it after a few runs, which a Composed object would defeat.
+            composed = sql.SQL(text).format(schema=sql.Identifier(self.schema))
+            query = composed.as_string(None)
             self._composed[name] = query
         return query
 

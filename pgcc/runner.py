@@ -9,6 +9,7 @@ the job elsewhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import os
@@ -37,6 +38,7 @@ class ChildConfig:
     dsn: str
     schema: str
     tasks_dir: str
+    preload: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -151,6 +153,11 @@ def child_main(channel: Connection, config: ChildConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     env = _Environment(config)
+    # Import the tasks now, so a job's first run does not pay for it. A module
+    # that fails here fails its job later, with the error.
+    for name in config.preload:
+        with contextlib.suppress(Exception):
+            env.task(name)
     while True:
         try:
             message = channel.recv()

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import selectors
 import signal
 import socket
 import threading
@@ -122,8 +123,11 @@ class Worker:
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(["pgcc.runner", "psycopg"])
         self._child_config = runner.ChildConfig(config.dsn, config.schema,
-                                                str(config.tasks_dir))
+                                                str(config.tasks_dir), self._task_names)
         self._wakeup_r, self._wakeup_w = socket.socketpair()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wakeup_r, selectors.EVENT_READ, "wakeup")
+        self._lock_space = lock_space(config.schema)
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -135,6 +139,8 @@ class Worker:
             return 0
         self._slots = [Slot(self._context, self._child_config)
                        for _ in range(self.config.concurrency)]
+        for slot in self._slots:
+            self._watch_slot(slot)
         threads = [threading.Thread(target=self._keep_lease, name="pgcc-lease", daemon=True),
                    threading.Thread(target=self._watch, name="pgcc-watch", daemon=True)]
         for thread in threads:
@@ -201,21 +207,23 @@ class Worker:
                 self._stop_overdue_jobs()
                 if not self._busy() and not self._pending_writes():
                     return
-            ready = wait(self._waitables(), self._timeout())
+            ready: set[Slot] = set()
+            for key, _ in self._selector.select(self._timeout()):
+                if isinstance(key.data, Slot):
+                    ready.add(key.data)
+                elif key.data == "listen":
+                    self._drain_notifications()
+                else:
+                    self._drain_wakeup()
             now = time.monotonic()
-            self._drain_wakeup()
-            self._drain_notifications()
-            for slot in list(self._slots):
-                if slot.channel in ready or slot.process.sentinel in ready:
-                    self._collect(slot)
+            for slot in ready:
+                self._collect(slot)
             self._enforce_timeouts(now)
             if self._registration_lost.is_set():
                 self._reregister()
             if not self._link.connected:
                 self._connected()
-            self._write_outcomes()
-            if not self._stop_requested:
-                self._claim(now)
+            self._exchange(now)
             # Nobody to write to: the reaper will give these jobs back after the lease.
             if (self._stop_requested and self._pending_writes() and not self._link.connected
                     and time.monotonic() > self._stop_deadline + KILL_GRACE):
@@ -234,15 +242,13 @@ class Worker:
     def _pending_count(self) -> int:
         return len(self._finished) + len(self._lost) + len(self._released)
 
-    def _waitables(self) -> list[Any]:
-        objects: list[Any] = [self._wakeup_r]
-        if self._listen is not None:
-            objects.append(self._listen.fileno())
-        for slot in self._slots:
-            objects.append(slot.process.sentinel)
-            if slot.job is not None:
-                objects.append(slot.channel)
-        return objects
+    def _watch_slot(self, slot: Slot) -> None:
+        self._selector.register(slot.channel, selectors.EVENT_READ, slot)
+        self._selector.register(slot.process.sentinel, selectors.EVENT_READ, slot)
+
+    def _unwatch_slot(self, slot: Slot) -> None:
+        self._selector.unregister(slot.channel)
+        self._selector.unregister(slot.process.sentinel)
 
     def _timeout(self) -> float:
         now = time.monotonic()
@@ -294,20 +300,20 @@ class Worker:
                     return
             except (EOFError, OSError):
                 pass
-        if slot.process.is_alive():
-            return
-        self._replace(slot)
+        if not slot.process.is_alive():
+            self._replace(slot)
 
     def _record_response(self, outcome: runner.Outcome, job: RunningJob) -> None:
         self._finished.append(outcome)
-        state = outcome[2]
-        elapsed = (time.monotonic() - job.started) * 1000
-        if state == "done":
-            log.info("%s done in %.1f ms", job.describe(), elapsed)
-        else:
-            error = (outcome[4] or "").split("\n", 1)[0]
-            log.warning("%s failed in %.1f ms: %s", job.describe(), elapsed, error)
         self._want_claim = True
+        if outcome[2] == "done":
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s done in %.1f ms", job.describe(),
+                         (time.monotonic() - job.started) * 1000)
+        else:
+            log.warning("%s failed in %.1f ms: %s", job.describe(),
+                        (time.monotonic() - job.started) * 1000,
+                        (outcome[4] or "").split("\n", 1)[0])
 
     def _replace(self, slot: Slot) -> None:
         """The child died: its job (if any) gave no response; start a new child."""
@@ -322,12 +328,14 @@ class Worker:
                 self._lost.append((job.id, job.attempt, reason))
                 log.warning("%s gave no response: %s", job.describe(), reason)
             slot.job = None
+        self._unwatch_slot(slot)
         slot.channel.close()
         if self._stop_requested:
             self._slots.remove(slot)
             return
-        index = self._slots.index(slot)
-        self._slots[index] = Slot(self._context, self._child_config)
+        replacement = Slot(self._context, self._child_config)
+        self._slots[self._slots.index(slot)] = replacement
+        self._watch_slot(replacement)
         self._want_claim = True
 
     def _enforce_timeouts(self, now: float) -> None:
@@ -373,12 +381,28 @@ class Worker:
         try:
             self._link.connection()
             log.info("database connection restored")
+            self._reconcile()
             self._open_listen()
             self._want_claim = True
             return True
         except psycopg.OperationalError:
             self._next_reconnect = time.monotonic() + RECONNECT_DELAY
             return False
+
+    def _reconcile(self) -> None:
+        """After a lost connection: a claim may have committed without its answer
+        reaching us. Such jobs run nowhere; put them back."""
+        rows = self._link.execute(self._queries["running_of_worker"],
+                                  {"worker": self._worker_id})
+        known = {(slot.job.id, slot.job.attempt) for slot in self._slots if slot.job}
+        known.update((o[0], o[1]) for o in self._finished)
+        known.update((o[0], o[1]) for o in self._lost)
+        known.update(self._released)
+        orphans = [(job_id, attempt) for job_id, attempt in rows
+                   if (job_id, attempt) not in known]
+        if orphans:
+            log.warning("%d claimed jobs never reached a child; putting them back", len(orphans))
+            self._released.extend(orphans)
 
     def _open_listen(self) -> None:
         try:
@@ -387,6 +411,7 @@ class Worker:
             conn.execute(sql.SQL("LISTEN {}").format(
                 sql.Identifier(channel(self.config.schema))))
             self._listen = conn
+            self._selector.register(conn.fileno(), selectors.EVENT_READ, "listen")
             self._want_claim = True
         except psycopg.OperationalError:
             self._next_reconnect = time.monotonic() + RECONNECT_DELAY
@@ -394,6 +419,8 @@ class Worker:
     def _close_listen(self) -> None:
         listen, self._listen = self._listen, None
         if listen is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(listen.fileno())
             with contextlib.suppress(Exception):
                 listen.close()
 
@@ -409,58 +436,62 @@ class Worker:
             self._next_reconnect = time.monotonic() + RECONNECT_DELAY
             return None
 
-    def _write_outcomes(self) -> None:
-        if self._finished:
-            batch = self._finished
-            rows = self._db("finish", {
-                "worker": self._worker_id, "ids": [o[0] for o in batch],
-                "attempts": [o[1] for o in batch], "states": [o[2] for o in batch],
-                "results": [o[3] for o in batch], "errors": [o[4] for o in batch],
-            })
-            if rows is not None:
-                self._finished = []
-                _log_stale(batch, rows, "response")
-        if self._lost:
-            batch_lost = self._lost
-            rows = self._db("retry", {
-                "worker": self._worker_id, "ids": [o[0] for o in batch_lost],
-                "attempts": [o[1] for o in batch_lost], "reasons": [o[2] for o in batch_lost],
-            })
-            if rows is not None:
-                self._lost = []
-                _log_stale(batch_lost, rows, "no-response")
-                for job_id, state in rows:
-                    if state == "dead":
-                        log.error("job %s is dead: no response after its last attempt", job_id)
-        if self._released:
-            batch_back = self._released
-            rows = self._db("release", {
-                "worker": self._worker_id, "ids": [o[0] for o in batch_back],
-                "attempts": [o[1] for o in batch_back],
-            })
-            if rows is not None:
-                self._released = []
-
-    def _claim(self, now: float) -> None:
-        idle = [slot for slot in self._slots if slot.job is None and slot.process.is_alive()]
-        if not idle or not self._task_names:
+    def _exchange(self, now: float) -> None:
+        """Write every pending outcome and claim for the idle children, in one round trip."""
+        statements: list[tuple[str, dict[str, Any]]] = []
+        finished, lost, released = self._finished, self._lost, self._released
+        if finished:
+            statements.append((self._queries["finish"], {
+                "worker": self._worker_id, "ids": [o[0] for o in finished],
+                "attempts": [o[1] for o in finished], "states": [o[2] for o in finished],
+                "results": [o[3] for o in finished], "errors": [o[4] for o in finished],
+            }))
+        if lost:
+            statements.append((self._queries["retry"], {
+                "worker": self._worker_id, "ids": [o[0] for o in lost],
+                "attempts": [o[1] for o in lost], "reasons": [o[2] for o in lost],
+            }))
+        if released:
+            statements.append((self._queries["release"], {
+                "worker": self._worker_id, "ids": [o[0] for o in released],
+                "attempts": [o[1] for o in released],
+            }))
+        idle = [slot for slot in self._slots if slot.job is None]
+        claiming = bool(idle) and bool(self._task_names) and self._may_claim(now) \
+            and (self._want_claim or now >= self._next_poll)
+        if claiming:
+            statements.append((self._queries["claim"], {
+                "worker": self._worker_id, "tasks": self._task_names,
+                "max_attempts": self._max_attempts, "limit": len(idle),
+                "lock_space": self._lock_space,
+            }))
+        if not statements or not self._connected():
             return
-        if not self._want_claim and now < self._next_poll:
+        try:
+            results = self._link.execute_pipeline(statements)
+        except psycopg.OperationalError as exc:
+            log.warning("database connection lost (%s); reconnecting", _first_line(exc))
+            self._close_listen()
+            self._next_reconnect = time.monotonic() + RECONNECT_DELAY
             return
-        if not self._may_claim(now):
-            return
-        rows = self._db("claim", {
-            "worker": self._worker_id, "tasks": self._task_names,
-            "max_attempts": self._max_attempts, "limit": len(idle),
-            "lock_space": lock_space(self.config.schema),
-        })
-        if rows is None:
-            return
-        for slot, (job_id, task, parameters, queue, attempt) in zip(idle, rows, strict=False):
-            self._dispatch(slot, job_id, task, parameters, queue, attempt)
-        self._want_claim = len(rows) == len(idle)
-        if not self._want_claim:
-            self._schedule_poll()
+        self._finished, self._lost, self._released = [], [], []
+        if finished:
+            _log_stale(finished, results.pop(0), "response")
+        if lost:
+            rows = results.pop(0)
+            _log_stale(lost, rows, "no-response")
+            for job_id, state in rows:
+                if state == "dead":
+                    log.error("job %s is dead: no response after its last attempt", job_id)
+        if released:
+            results.pop(0)
+        if claiming:
+            rows = results.pop(0)
+            for slot, row in zip(idle, rows, strict=False):
+                self._dispatch(slot, *row)
+            self._want_claim = len(rows) == len(idle)
+            if not self._want_claim:
+                self._schedule_poll()
 
     def _may_claim(self, now: float) -> bool:
         # A lease in doubt takes nothing new.
@@ -475,10 +506,11 @@ class Worker:
         # If the child is dying, _collect records the job as lost.
         with contextlib.suppress(OSError):
             slot.channel.send((job_id, task, parameters, attempt, queue))
-        if self.config.log_parameters:
-            log.info("%s started with %s", job.describe(), parameters)
-        else:
-            log.info("%s started", job.describe())
+        if log.isEnabledFor(logging.INFO):
+            if self.config.log_parameters:
+                log.info("%s started with %s", job.describe(), parameters)
+            else:
+                log.info("%s started", job.describe())
 
     def _schedule_poll(self) -> None:
         """Sleep until the poll interval, or the next delayed job if it is sooner."""

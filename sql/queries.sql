@@ -129,6 +129,9 @@ WITH RECURSIVE heads AS (
 )
 SELECT id, task, parameters, queue, attempts FROM claimed;
 
+-- name: running_of_worker
+SELECT id, attempts FROM {schema}.jobs WHERE worker_id = %(worker)s AND state = 'running';
+
 -- name: next_due
 -- When the next job this worker could run becomes due, for its wake-up timer.
 SELECT extract(epoch FROM min(run_at) - now())::float8 FROM {schema}.jobs
