@@ -7,6 +7,8 @@ Docker engine, a testcontainers PostgreSQL; else a throwaway embedded server.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ from pgcc import embedded, schema
 
 
 @pytest.fixture(scope="session")
-def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_dsn() -> Iterator[str]:
     if os.environ.get("PGCC_TEST_DSN"):
         yield os.environ["PGCC_TEST_DSN"]
     elif os.environ.get("PGCC_TEST_CONTAINERS") == "1":
@@ -30,8 +32,14 @@ def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with PostgresContainer("postgres:17", driver=None) as container:
             yield container.get_connection_url()
     else:
-        home = tmp_path_factory.mktemp("embedded")
-        yield embedded.start(home, throwaway=True)
+        # Not under pytest's tmp dir: pytest keeps that private (0700), and the
+        # server runs as another user when the tests run as root.
+        home = Path(tempfile.mkdtemp(prefix="pgcc-test-"))
+        try:
+            yield embedded.start(home, throwaway=True)
+        finally:
+            embedded.destroy(home)
+            shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
