@@ -157,6 +157,9 @@ def worker(
     = 7 * 24 * 3600,
     poll_interval: Annotated[float, typer.Option(
         min=0.01, help="Seconds between polls when no NOTIFY arrives.")] = 1.0,
+    prefetch: Annotated[int, typer.Option(
+        min=0, help="Jobs a busy child may hold after its current one, for tasks that "
+        "take under 5 ms.")] = 1,
     no_reaper: Annotated[bool, typer.Option("--no-reaper", help="Run no reaper here.")]
     = False,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not migrate on start.")]
@@ -183,7 +186,7 @@ def worker(
             dsn=resolved, schema=schema_name, tasks_dir=tasks_dir.resolve(),
             concurrency=concurrency or 2 * (os.cpu_count() or 1), timeout=timeout,
             lease=lease, grace=grace, reaper=not no_reaper, retention=retention,
-            poll_interval=poll_interval, log_parameters=verbose,
+            poll_interval=poll_interval, log_parameters=verbose, prefetch=prefetch,
         )
         code = Worker(config, found).run()
     raise typer.Exit(code)

@@ -19,7 +19,7 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
@@ -42,6 +42,9 @@ FENCE_AT = 0.8
 # A worker with an older renewal than this share of its lease claims nothing new.
 CLAIM_UNTIL = 0.5
 KILL_GRACE = 2.0
+# A task whose runs take less than this (on average) may have a job prefetched
+# into a busy child, so the child need not wait a round trip between jobs.
+PREFETCH_UNDER = 0.005
 RECONNECT_DELAY = 1.0
 
 
@@ -58,6 +61,7 @@ class WorkerConfig:
     retention: float = 7 * 24 * 3600.0
     poll_interval: float = 1.0
     log_parameters: bool = False
+    prefetch: int = 1
 
 
 @dataclass
@@ -67,7 +71,8 @@ class RunningJob:
     attempt: int
     queue: str | None
     timeout: float
-    started: float = field(default_factory=time.monotonic)
+    # When the child started it; None while it waits behind another job.
+    started: float | None = None
     stop_reason: str | None = None
     term_sent: float | None = None
 
@@ -88,7 +93,14 @@ class Slot:
         )
         self.process.start()
         child_end.close()
-        self.job: RunningJob | None = None
+        # The child's jobs in the order it runs them: the first is running, any
+        # other was prefetched and waits in the pipe.
+        self.jobs: list[RunningJob] = []
+
+    @property
+    def job(self) -> RunningJob | None:
+        """The job the child is running now."""
+        return self.jobs[0] if self.jobs else None
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process.pid is not None:
@@ -119,6 +131,7 @@ class Worker:
         self._lost: list[tuple[int, int, str]] = []
         self._released: list[tuple[int, int]] = []
         self._task_names = sorted(tasks)
+        self._durations: dict[str, float] = {}  # a moving average of run time per task
         self._max_attempts = [tasks[name].max_attempts for name in self._task_names]
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(["pgcc.runner", "psycopg"])
@@ -234,7 +247,7 @@ class Worker:
                 self._released.clear()
 
     def _busy(self) -> bool:
-        return any(slot.job is not None for slot in self._slots)
+        return any(slot.jobs for slot in self._slots)
 
     def _pending_writes(self) -> bool:
         return bool(self._finished or self._lost or self._released)
@@ -255,14 +268,14 @@ class Worker:
         if self._pending_writes() and self._link.connected:
             return 0.0
         if self._want_claim and self._may_claim(now) \
-                and any(slot.job is None for slot in self._slots):
+                and self._claim_targets():
             return 0.0
         deadline = self._next_poll
         if not self._link.connected:
             deadline = min(deadline, self._next_reconnect)
         for slot in self._slots:
             job = slot.job
-            if job is not None:
+            if job is not None and job.started is not None:
                 deadline = min(deadline, job.term_sent + KILL_GRACE if job.term_sent
                                else job.started + job.timeout)
         if self._stop_requested:
@@ -291,28 +304,30 @@ class Worker:
 
     def _collect(self, slot: Slot) -> None:
         """A child answered, or died."""
-        job = slot.job
-        if job is not None:
-            try:
-                if slot.channel.poll():
-                    self._record_response(slot.channel.recv(), job)
-                    slot.job = None
-                    return
-            except (EOFError, OSError):
-                pass
+        try:
+            while slot.jobs and slot.channel.poll():
+                outcome = slot.channel.recv()
+                self._record_response(outcome, slot.jobs.pop(0))
+                if slot.jobs:  # the child went straight on to the next one
+                    slot.jobs[0].started = time.monotonic()
+            if slot.jobs or not slot.channel.poll():
+                return
+        except (EOFError, OSError):
+            pass
         if not slot.process.is_alive():
             self._replace(slot)
 
     def _record_response(self, outcome: runner.Outcome, job: RunningJob) -> None:
         self._finished.append(outcome)
         self._want_claim = True
+        elapsed = time.monotonic() - (job.started or time.monotonic())
+        previous = self._durations.get(job.task, elapsed)
+        self._durations[job.task] = 0.8 * previous + 0.2 * elapsed
         if outcome[2] == "done":
             if log.isEnabledFor(logging.INFO):
-                log.info("%s done in %.1f ms", job.describe(),
-                         (time.monotonic() - job.started) * 1000)
+                log.info("%s done in %.1f ms", job.describe(), elapsed * 1000)
         else:
-            log.warning("%s failed in %.1f ms: %s", job.describe(),
-                        (time.monotonic() - job.started) * 1000,
+            log.warning("%s failed in %.1f ms: %s", job.describe(), elapsed * 1000,
                         (outcome[4] or "").split("\n", 1)[0])
 
     def _replace(self, slot: Slot) -> None:
@@ -327,7 +342,9 @@ class Worker:
             else:
                 self._lost.append((job.id, job.attempt, reason))
                 log.warning("%s gave no response: %s", job.describe(), reason)
-            slot.job = None
+        # Prefetched jobs never started: back to the queue, keeping their place.
+        self._released.extend((waiting.id, waiting.attempt) for waiting in slot.jobs[1:])
+        slot.jobs = []
         self._unwatch_slot(slot)
         slot.channel.close()
         if self._stop_requested:
@@ -341,7 +358,7 @@ class Worker:
     def _enforce_timeouts(self, now: float) -> None:
         for slot in self._slots:
             job = slot.job
-            if job is None:
+            if job is None or job.started is None:
                 continue
             if job.term_sent is None and now - job.started >= job.timeout:
                 job.stop_reason = f"timed out after {job.timeout:g} s"
@@ -394,7 +411,7 @@ class Worker:
         reaching us. Such jobs run nowhere; put them back."""
         rows = self._link.execute(self._queries["running_of_worker"],
                                   {"worker": self._worker_id})
-        known = {(slot.job.id, slot.job.attempt) for slot in self._slots if slot.job}
+        known = {(job.id, job.attempt) for slot in self._slots for job in slot.jobs}
         known.update((o[0], o[1]) for o in self._finished)
         known.update((o[0], o[1]) for o in self._lost)
         known.update(self._released)
@@ -456,13 +473,13 @@ class Worker:
                 "worker": self._worker_id, "ids": [o[0] for o in released],
                 "attempts": [o[1] for o in released],
             }))
-        idle = [slot for slot in self._slots if slot.job is None]
-        claiming = bool(idle) and bool(self._task_names) and self._may_claim(now) \
+        targets = self._claim_targets()
+        claiming = bool(targets) and bool(self._task_names) and self._may_claim(now) \
             and (self._want_claim or now >= self._next_poll)
         if claiming:
             statements.append((self._queries["claim"], {
                 "worker": self._worker_id, "tasks": self._task_names,
-                "max_attempts": self._max_attempts, "limit": len(idle),
+                "max_attempts": self._max_attempts, "limit": len(targets),
                 "lock_space": self._lock_space,
             }))
         if not statements or not self._connected():
@@ -487,11 +504,23 @@ class Worker:
             results.pop(0)
         if claiming:
             rows = results.pop(0)
-            for slot, row in zip(idle, rows, strict=False):
+            for slot, row in zip(targets, rows, strict=False):
                 self._dispatch(slot, *row)
-            self._want_claim = len(rows) == len(idle)
+            self._want_claim = len(rows) == len(targets)
             if not self._want_claim:
                 self._schedule_poll()
+
+    def _claim_targets(self) -> list[Slot]:
+        """Where claimed jobs would go: idle children first, then children whose
+        current job is of a task that usually takes under PREFETCH_UNDER, one
+        job deep each, so they need not wait a round trip for their next job."""
+        idle = [slot for slot in self._slots if not slot.jobs]
+        if not self.config.prefetch:
+            return idle
+        fast = [slot for slot in self._slots
+                if 0 < len(slot.jobs) <= self.config.prefetch
+                and self._durations.get(slot.jobs[-1].task, PREFETCH_UNDER) < PREFETCH_UNDER]
+        return idle + fast
 
     def _may_claim(self, now: float) -> bool:
         # A lease in doubt takes nothing new.
@@ -502,7 +531,9 @@ class Worker:
                   queue: str | None, attempt: int) -> None:
         spec = self.tasks[task]
         job = RunningJob(job_id, task, attempt, queue, spec.timeout or self.config.timeout)
-        slot.job = job
+        if not slot.jobs:
+            job.started = time.monotonic()
+        slot.jobs.append(job)
         # If the child is dying, _collect records the job as lost.
         with contextlib.suppress(OSError):
             slot.channel.send((job_id, task, parameters, attempt, queue))
