@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ class Client:
         self._dsn = dsn
         self._pool_size = pool_size
         self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] | None = None
+        self._pool_lock = threading.Lock()
         self._queries: Queries = for_schema(schema)
 
     @property
@@ -120,10 +122,12 @@ class Client:
     def connection(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
         """A connection from the client's pool, in autocommit mode."""
         if self._pool is None:
-            self._pool = ConnectionPool(
-                self.dsn, min_size=1, max_size=self._pool_size,
-                kwargs={"autocommit": True}, open=True, name=f"pgcc-{self.schema}",
-            )
+            with self._pool_lock:  # one pool, even when threads race to make it
+                if self._pool is None:
+                    self._pool = ConnectionPool(
+                        self.dsn, min_size=1, max_size=self._pool_size,
+                        kwargs={"autocommit": True}, open=True, name=f"pgcc-{self.schema}",
+                    )
         with self._pool.connection() as conn:
             yield conn
 
