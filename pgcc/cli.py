@@ -56,6 +56,9 @@ def _errors() -> Iterator[None]:
         _fail(str(exc), 2)
     except PgccError as exc:
         _fail(str(exc), 1)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        _fail(f"database error: {first} (has `pgcc migrate` run for this --schema?)", 1)
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         _fail(f"database error: {first}", 1)

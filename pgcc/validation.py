@@ -16,6 +16,7 @@ from typing import Any
 from pgcc.errors import ConfigurationError, ParameterTypeError, ScheduleError
 
 NAME_LIMIT = 200
+MAX_AFTER_MS = 100 * 36525 * 24 * 3600 * 1000 // 100  # 100 years, as in check_job (SQL)
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,57}")
 JSONValue = dict[str, Any] | list[Any] | str | int | float | bool | None
@@ -25,7 +26,7 @@ def check_name(what: str, name: object) -> str:
     """Task and queue names: non-empty, at most 200 characters, printable."""
     if not isinstance(name, str):
         raise ParameterTypeError(f"{what} must be a string, not {type(name).__name__}")
-    if not name.strip():
+    if not name.strip(" "):  # the same test as btrim() in SQL
         raise ScheduleError(f"{what} must be a non-empty name")
     if len(name) > NAME_LIMIT:
         raise ScheduleError(f"{what} is {len(name)} characters long; the limit is {NAME_LIMIT}")
@@ -123,9 +124,23 @@ def load_parameters(text: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ScheduleError(f"parameters are not valid JSON: {exc}") from None
     if type(value) is not dict:
-        raise ScheduleError(f"parameters must be a JSON object, not {type(value).__name__}")
+        raise ScheduleError(f"parameters must be a JSON object, not {_json_type(value)}")
     _check_value(value, "")
     return value
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
 
 
 def check_timing(at: object, after: object) -> tuple[dt.datetime | None, int | None]:
@@ -149,6 +164,9 @@ def check_timing(at: object, after: object) -> tuple[dt.datetime | None, int | N
             )
         if millis < 0:
             raise ScheduleError(f"after must be >= 0 milliseconds, got {millis}")
+        if millis > MAX_AFTER_MS:
+            raise ScheduleError(f"after is {millis} milliseconds; the limit is {MAX_AFTER_MS} "
+                                "(100 years)")
         return None, millis
     return None, None
 

@@ -139,6 +139,10 @@ BEGIN
     IF after < 0 THEN
         RAISE EXCEPTION 'after must be >= 0 milliseconds, got %', after USING ERRCODE = '22023';
     END IF;
+    IF after > 3155760000000 THEN
+        RAISE EXCEPTION 'after is % milliseconds; the limit is 3155760000000 (100 years)', after
+            USING ERRCODE = '22023';
+    END IF;
     IF at = 'infinity' OR at = '-infinity' THEN
         RAISE EXCEPTION 'at must be a finite time' USING ERRCODE = '22023';
     END IF;
@@ -264,6 +268,13 @@ BEGIN
     ORDER BY ord LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'jobs[%].after must be >= 0 milliseconds', bad.ord USING ERRCODE = '22023';
+    END IF;
+    SELECT ord INTO bad FROM bulk_elements(jobs)
+    WHERE jsonb_typeof(after_json) = 'number' AND (after_json #>> '{}')::numeric > 3155760000000
+    ORDER BY ord LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'jobs[%].after is over the limit of 3155760000000 milliseconds (100 years)',
+            bad.ord USING ERRCODE = '22023';
     END IF;
 
     BEGIN
