@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import signal
 import traceback
 from dataclasses import dataclass, field
@@ -130,12 +131,27 @@ def _run(env: _Environment, message: JobMessage) -> Outcome:
         os._exit(OUT_OF_MEMORY_EXIT)
     except (Exception, SystemExit) as exc:
         summary = f"{type(exc).__name__}: {exc}"
-        return job_id, attempt, "failed", None, f"{summary}\n\n{traceback.format_exc()}"
+        error = f"{summary}\n\n{traceback.format_exc()}"
+        return job_id, attempt, "failed", None, _storable(error)
     try:
-        result = json.dumps(value, allow_nan=False)
+        result = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        # What PostgreSQL cannot store would fail the worker's write, not the job.
+        result.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError
+        if _NUL_ESCAPE.search(result):
+            raise ValueError("it holds a NUL character, which PostgreSQL cannot store")
     except (TypeError, ValueError) as exc:
-        return job_id, attempt, "failed", None, f"run returned a value that is not JSON: {exc}"
+        return job_id, attempt, "failed", None, \
+            _storable(f"run returned a value that is not JSON: {exc}")
     return job_id, attempt, "done", result, None
+
+
+# A \u0000 escape in JSON text: preceded by an even number of backslashes.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _storable(text: str) -> str:
+    """Error text PostgreSQL can store: no NUL, valid UTF-8."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _die_with_parent() -> None:
