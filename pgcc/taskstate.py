@@ -3,7 +3,9 @@
 `get(id)` returns the row, created as `pending` on first use. `save()` writes
 it back with an optimistic check: if someone saved the same state since it
 was read, StaleTaskStateError is raised and nothing is written (no update is
-lost silently). Read it again with `get` and decide.
+lost silently). Read it again with `get` and decide. A field that cannot be
+written (a status that is not one of STATUSES, data JSON cannot hold) raises
+TaskStateError before anything is written.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from pgcc.errors import StaleTaskStateError, TaskStateError
+from pgcc.errors import ScheduleError, StaleTaskStateError, TaskStateError
 from pgcc.queries import Queries
 from pgcc.validation import check_name, dump_parameters
 
@@ -52,14 +54,22 @@ class _StateFields:
                 f"task state {self.id!r}: status {self.status!r} is not one of "
                 f"{', '.join(STATUSES)}"
             )
-        if self.tries_remaining is not None and type(self.tries_remaining) is not int:
+        if self.tries_remaining is not None and (
+            type(self.tries_remaining) is not int
+            or not -2**31 <= self.tries_remaining < 2**31  # the column is an integer
+        ):
             raise TaskStateError(
-                f"task state {self.id!r}: tries_remaining must be an int or None"
+                f"task state {self.id!r}: tries_remaining must be a 32-bit int or None"
             )
-        if self.error is not None and not isinstance(self.error, str):
-            raise TaskStateError(f"task state {self.id!r}: error must be a string or None")
-        data = json.dumps(self.data, allow_nan=False) if not isinstance(self.data, dict) \
-            else dump_parameters(self.data)
+        if self.error is not None and (not isinstance(self.error, str) or "\x00" in self.error):
+            raise TaskStateError(f"task state {self.id!r}: error must be a string "
+                                 "(without NUL characters) or None")
+        try:  # the checks of every door, so the error names the key path under data
+            dump_parameters({"data": self.data})
+        except ScheduleError as exc:
+            message = str(exc).removeprefix("parameters: ")
+            raise TaskStateError(f"task state {self.id!r}: {message}") from None
+        data = json.dumps(self.data, ensure_ascii=False, allow_nan=False)
         return {"id": self.id, "status": self.status, "error": self.error,
                 "tries_remaining": self.tries_remaining, "data": data,
                 "version": self._version}
