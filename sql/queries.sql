@@ -160,15 +160,23 @@ SELECT id FROM finished;
 
 -- name: retry
 -- A running job gave no response: back to queued after the backoff, or dead
--- once it has used its attempts. Fenced like finish.
+-- once it has used its attempts. Fenced like finish. Attempts that a graceful
+-- stop put back (marked put_back in attempt_errors) were no no-response: they
+-- count neither towards max_attempts nor for the backoff.
 WITH lost AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(reasons)s::text[])
         AS l(id, attempt, reason)
 ), moved AS (
     UPDATE {schema}.jobs j
-    SET state = CASE WHEN j.attempts >= coalesce(j.max_attempts, 10) THEN 'dead' ELSE 'queued' END,
-        run_at = now() + {schema}.retry_delay(j.attempts),
-        finished_at = CASE WHEN j.attempts >= coalesce(j.max_attempts, 10) THEN now() END,
+    SET state = CASE WHEN j.attempts - (SELECT count(*) FROM jsonb_array_elements(j.attempt_errors) e
+                                        WHERE e ->> 'put_back' = 'true')
+                          >= coalesce(j.max_attempts, 10) THEN 'dead' ELSE 'queued' END,
+        run_at = now() + {schema}.retry_delay(j.attempts - (
+            SELECT count(*) FROM jsonb_array_elements(j.attempt_errors) e
+            WHERE e ->> 'put_back' = 'true')::int),
+        finished_at = CASE WHEN j.attempts - (SELECT count(*) FROM jsonb_array_elements(j.attempt_errors) e
+                                              WHERE e ->> 'put_back' = 'true')
+                                >= coalesce(j.max_attempts, 10) THEN now() END,
         error = l.reason,
         attempt_errors = j.attempt_errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempts, 'error', l.reason, 'at', now())),
@@ -192,7 +200,8 @@ WITH back AS (
     SET state = 'queued', run_at = least(j.run_at, now()), worker_id = NULL,
         heartbeat_at = NULL,
         attempt_errors = j.attempt_errors || jsonb_build_array(jsonb_build_object(
-            'attempt', j.attempts, 'error', 'worker stopped; job put back', 'at', now()))
+            'attempt', j.attempts, 'error', 'worker stopped; job put back', 'put_back', true,
+            'at', now()))
     FROM back b
     WHERE j.id = b.id AND j.attempts = b.attempt AND j.state = 'running'
       AND j.worker_id = %(worker)s
@@ -221,9 +230,16 @@ WITH expired AS (
     FOR UPDATE OF j SKIP LOCKED
 ), moved AS (
     UPDATE {schema}.jobs j
-    SET state = CASE WHEN j.attempts >= coalesce(j.max_attempts, 10) THEN 'dead' ELSE 'queued' END,
-        run_at = now() + {schema}.retry_delay(j.attempts),
-        finished_at = CASE WHEN j.attempts >= coalesce(j.max_attempts, 10) THEN now() END,
+    -- As in retry: attempts a graceful stop put back do not count.
+    SET state = CASE WHEN j.attempts - (SELECT count(*) FROM jsonb_array_elements(j.attempt_errors) e
+                                        WHERE e ->> 'put_back' = 'true')
+                          >= coalesce(j.max_attempts, 10) THEN 'dead' ELSE 'queued' END,
+        run_at = now() + {schema}.retry_delay(j.attempts - (
+            SELECT count(*) FROM jsonb_array_elements(j.attempt_errors) e
+            WHERE e ->> 'put_back' = 'true')::int),
+        finished_at = CASE WHEN j.attempts - (SELECT count(*) FROM jsonb_array_elements(j.attempt_errors) e
+                                              WHERE e ->> 'put_back' = 'true')
+                                >= coalesce(j.max_attempts, 10) THEN now() END,
         error = format('worker %%s stopped heartbeating (no response)', o.worker_id),
         attempt_errors = j.attempt_errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempts,

@@ -552,6 +552,41 @@ def test_sigterm_past_grace_puts_the_job_back_and_leaves_no_process(
     assert first["finished_at"] <= row["started_at"]
 
 
+def test_a_job_put_back_at_shutdown_does_not_use_up_its_attempts(
+        tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
+        start_worker: WorkerFactory) -> None:
+    tasks = tmp_path / "tasks"
+    log = tmp_path / "runs.jsonl"
+    write_task(tasks, "flaky", RECORD + (
+        "max_attempts = 2\n"
+        "def run(params, ctx):\n"
+        "    record(params['log'], attempt=ctx.attempt)\n"
+        "    if ctx.attempt == 1:\n"
+        "        time.sleep(30)\n"
+        "    if ctx.attempt == 2:\n"
+        "        os._exit(1)\n"
+        "    return ctx.attempt\n"))
+    job_id = client.schedule_task("flaky", {"log": str(log)})
+    first = start_worker(tasks, *FAST, "--grace", "0.2")
+    wait_for(lambda: records(log), 30, "the first attempt to start")
+    first.signal(signal.SIGTERM)
+    assert first.process.wait(30) == 0
+    row = job(db, schema_name, job_id)
+    assert row["state"] == "queued" and row["attempts"] == 1
+    # Put back by a graceful stop, then one crash: one no-response of the two allowed.
+    start_worker(tasks, *FAST)
+    row = wait_state(db, schema_name, job_id, "done", "dead")
+    assert row["state"] == "done", row
+    assert row["result"] == 3 and row["attempts"] == 3
+    assert [r["attempt"] for r in records(log)] == [1, 2, 3]
+    put_back, crash = row["attempt_errors"]
+    assert "put back" in put_back["error"] and put_back["attempt"] == 1
+    assert "exited with code 1" in crash["error"] and crash["attempt"] == 2
+    # The backoff after the first no-response is the first step (~1 s).
+    backoff = (row["run_at"] - dt.datetime.fromisoformat(crash["at"])).total_seconds()
+    assert 0.85 <= backoff <= 1.15, backoff
+
+
 def test_second_sigint_stops_at_once_and_loses_nothing(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
