@@ -46,9 +46,13 @@ class Link:
     when it fails (the caller retries later), and cut by a watchdog when a
     call hangs, e.g. on a network that silently stopped forwarding."""
 
-    def __init__(self, dsn: str, *, application_name: str = "pgcc") -> None:
+    def __init__(self, dsn: str, *, application_name: str = "pgcc",
+                 idle_timeout: float | None = None) -> None:
         self._dsn = dsn
         self._application_name = application_name
+        # Seconds after which the server ends this session if it sent nothing
+        # (idle_session_timeout, PostgreSQL 14+; ignored by older servers).
+        self._idle_timeout = idle_timeout
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._fd: int | None = None
         self._call_started: float | None = None
@@ -64,6 +68,10 @@ class Link:
                 application_name=self._application_name,
             )
             self._fd = self._conn.pgconn.socket
+            if self._idle_timeout:
+                with contextlib.suppress(psycopg.errors.UndefinedObject):
+                    self._conn.execute("SELECT set_config('idle_session_timeout', %s, false)",
+                                       [f"{max(1, round(self._idle_timeout * 1000))}ms"])
         return self._conn
 
     def execute(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:

@@ -53,7 +53,8 @@ class Reaper:
 
     def tick(self, link: Link) -> ReapResult:
         """One pass: reap, clear stale queue locks, and prune when due."""
-        requeued, dead, removed = link.execute(self._queries["reap"])[0]
+        # With parameters (none), so that the query's %% reaches PostgreSQL as %.
+        requeued, dead, removed = link.execute(self._queries["reap"], {})[0]
         link.execute(self._queries["clear_stale_queue_locks"])
         pruned = 0
         now = time.monotonic()
@@ -82,7 +83,9 @@ class Reaper:
 def run(dsn: str, schema: str, *, once: bool, retention: float) -> ReapResult | None:
     """`pgcc reaper`: one pass with --once, else lead (or wait to lead) until stopped."""
     reaper = Reaper(schema, retention)
-    link = Link(dsn, application_name="pgcc reaper")
+    # Its leadership lives in the session: a reaper cut off from the network loses
+    # it once the server has heard nothing from it for a while.
+    link = Link(dsn, application_name="pgcc reaper", idle_timeout=10 * REAP_INTERVAL)
     if once:
         try:
             return reaper.tick(link)

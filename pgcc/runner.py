@@ -14,7 +14,9 @@ import ctypes
 import json
 import os
 import re
+import select
 import signal
+import threading
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -40,6 +42,8 @@ class ChildConfig:
     schema: str
     tasks_dir: str
     preload: list[str] = field(default_factory=list)
+    # Set in the worker when it builds the config: the process the child dies with.
+    worker_pid: int = field(default_factory=os.getpid)
 
 
 @dataclass
@@ -163,8 +167,40 @@ def _die_with_parent() -> None:
         pass
 
 
+def _die_with_worker(worker_pid: int) -> None:
+    """PDEATHSIG fires when the forkserver dies, not the worker, and the forkserver
+    outlives a killed worker for as long as any child holds its alive-pipe: so the
+    child watches the worker itself, and dies with it (a job must not run on
+    after its worker is gone: the reaper hands it out again)."""
+
+    def watch() -> None:
+        try:
+            pidfd = os.pidfd_open(worker_pid)
+        except ProcessLookupError:
+            pass  # already gone
+        except (AttributeError, OSError):  # no pidfd here: poll
+            while _exists(worker_pid):
+                threading.Event().wait(0.1)
+        else:
+            select.select([pidfd], [], [])  # readable once the worker has exited
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="pgcc-worker-watch", daemon=True).start()
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def child_main(channel: Connection, config: ChildConfig) -> None:
     _die_with_parent()
+    _die_with_worker(config.worker_pid)
     # Ctrl-C in a terminal reaches the whole process group; the worker decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

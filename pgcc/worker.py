@@ -114,6 +114,11 @@ class Worker:
         self.tasks = tasks
         self._queries = for_schema(config.schema)
         self._link = Link(config.dsn, application_name="pgcc worker")
+        # The heartbeat's (and the reaper's, whose leadership lives in its session).
+        # A server that hears nothing from it for a lease ends it, so a worker cut
+        # off from the network does not keep the leadership: another reaper leads.
+        self._beat_link = Link(config.dsn, application_name="pgcc worker heartbeat",
+                               idle_timeout=config.lease)
         self._listen: psycopg.Connection[Any] | None = None
         self._slots: list[Slot] = []
         self._worker_id: int | None = None
@@ -436,8 +441,10 @@ class Worker:
     def _close_listen(self) -> None:
         listen, self._listen = self._listen, None
         if listen is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(listen.fileno())
+            # By its key: a connection the server dropped has no fileno() any more.
+            for key in list(self._selector.get_map().values()):
+                if key.data == "listen":
+                    self._selector.unregister(key.fileobj)
             with contextlib.suppress(Exception):
                 listen.close()
 
@@ -566,7 +573,7 @@ class Worker:
 
     def _keep_lease(self) -> None:
         """Heartbeat several times per lease; lead the reaper when free to."""
-        link = Link(self.config.dsn, application_name="pgcc worker heartbeat")
+        link = self._beat_link
         reaper = Reaper(self.config.schema, self.config.retention) if self.config.reaper \
             else None
         interval = self.config.lease / 4
@@ -613,6 +620,8 @@ class Worker:
                 with contextlib.suppress(OSError):
                     os.write(self._wakeup_w.fileno(), b"!")
             self._link.cut_if_stuck(self.config.lease / 2)
+            # A heartbeat stuck on a silent network would never renew the lease again.
+            self._beat_link.cut_if_stuck(self.config.lease / 2)
 
     # ---- shutdown --------------------------------------------------------
 
