@@ -116,12 +116,15 @@ WITH RECURSIVE heads AS (
       AND (j.queue IS NULL OR pg_try_advisory_xact_lock(%(lock_space)s, hashtext(j.queue)))
     FOR UPDATE OF j SKIP LOCKED
 ), claimed AS (
+    -- By id through an array, so that even a generic plan finds the rows by index.
     UPDATE {schema}.jobs j
     SET state = 'running', attempts = j.attempts + 1, started_at = now(),
         heartbeat_at = now(), worker_id = %(worker)s, finished_at = NULL,
-        max_attempts = coalesce(j.max_attempts, t.max_attempts)
-    FROM picked p, unnest(%(tasks)s::text[], %(max_attempts)s::int[]) AS t(task, max_attempts)
-    WHERE j.id = p.id AND t.task = j.task
+        max_attempts = coalesce(j.max_attempts, (
+            SELECT t.max_attempts
+            FROM unnest(%(tasks)s::text[], %(max_attempts)s::int[]) AS t(task, max_attempts)
+            WHERE t.task = j.task))
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING j.id, j.task, j.parameters::text AS parameters, j.queue, j.attempts
 ), locked AS (
     INSERT INTO {schema}.queue_locks (queue, job_id, attempt, worker_id)
