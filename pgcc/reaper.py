@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import psycopg
 
 from pgcc.database import Link
-from pgcc.queries import for_schema, lock_space
+from pgcc.queries import channel, for_schema, lock_space
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,10 @@ class Reaper:
         # With parameters (none), so that the query's %% reaches PostgreSQL as %.
         requeued, dead, removed = link.execute(self._queries["reap"], {})[0]
         link.execute(self._queries["clear_stale_queue_locks"])
+        if requeued:
+            # Idle workers learn when the requeued jobs are due (after their backoff)
+            # now, not at their next poll.
+            link.execute("SELECT pg_notify(%s, '')", [channel(self._schema)])
         pruned = 0
         now = time.monotonic()
         if now >= self._next_prune:

@@ -17,6 +17,7 @@ import re
 import select
 import signal
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -44,6 +45,10 @@ class ChildConfig:
     preload: list[str] = field(default_factory=list)
     # Set in the worker when it builds the config: the process the child dies with.
     worker_pid: int = field(default_factory=os.getpid)
+    # A shared double: when the worker last renewed its lease (time.monotonic(),
+    # one clock for all processes); and how old that may get while a job runs.
+    lease_clock: Any = None
+    fence_after: float = 0.0
 
 
 @dataclass
@@ -188,6 +193,26 @@ def _die_with_worker(worker_pid: int) -> None:
     threading.Thread(target=watch, name="pgcc-worker-watch", daemon=True).start()
 
 
+def _stop_when_lease_lapses(config: ChildConfig) -> threading.Event:
+    """The worker stops its jobs when it cannot renew its lease; but a frozen
+    worker (SIGSTOP, a paused machine) cannot, and the reaper hands its jobs out
+    again once the lease has run out. So a child also stops the job it runs
+    itself, before then. Returns the event to set while a job runs."""
+    running = threading.Event()
+    clock, limit = config.lease_clock, config.fence_after
+    if clock is None or limit <= 0:
+        return running
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.05)
+            if running.is_set() and time.monotonic() - clock.value > limit:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="pgcc-lease-watch", daemon=True).start()
+    return running
+
+
 def _exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -201,6 +226,7 @@ def _exists(pid: int) -> bool:
 def child_main(channel: Connection, config: ChildConfig) -> None:
     _die_with_parent()
     _die_with_worker(config.worker_pid)
+    running = _stop_when_lease_lapses(config)
     # Ctrl-C in a terminal reaches the whole process group; the worker decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -217,7 +243,10 @@ def child_main(channel: Connection, config: ChildConfig) -> None:
             break
         if message is None:
             break
-        channel.send(_run(env, message))
+        running.set()
+        outcome = _run(env, message)
+        running.clear()
+        channel.send(outcome)
     if env.client is not None:
         env.client.close()
     if env.async_client is not None:

@@ -39,6 +39,9 @@ log = logging.getLogger("pgcc.worker")
 
 # Share of the lease after which a worker that could not renew it stops its jobs.
 FENCE_AT = 0.8
+# Share of the lease after which a child stops its own job if the worker has not:
+# a frozen worker (SIGSTOP, a paused machine) cannot, and its lease runs out.
+CHILD_FENCE_AT = 0.9
 # A worker with an older renewal than this share of its lease claims nothing new.
 CLAIM_UNTIL = 0.5
 KILL_GRACE = 2.0
@@ -140,8 +143,12 @@ class Worker:
         self._max_attempts = [tasks[name].max_attempts for name in self._task_names]
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(["pgcc.runner", "psycopg"])
+        # When the lease was last renewed (time.monotonic()), shared with the children.
+        self._lease_clock: Any = self._context.RawValue("d", time.monotonic())
         self._child_config = runner.ChildConfig(config.dsn, config.schema,
-                                                str(config.tasks_dir), self._task_names)
+                                                str(config.tasks_dir), self._task_names,
+                                                lease_clock=self._lease_clock,
+                                                fence_after=CHILD_FENCE_AT * config.lease)
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wakeup_r, selectors.EVENT_READ, "wakeup")
@@ -215,6 +222,7 @@ class Worker:
         })
         self._worker_id = rows[0][0]
         self._renewed_at = time.monotonic()
+        self._lease_clock.value = self._renewed_at
         self._registration_lost.clear()
 
     # ---- the main loop ---------------------------------------------------
@@ -585,6 +593,7 @@ class Worker:
                     rows = link.execute(self._queries["heartbeat"], {"worker": self._worker_id})
                     if rows:
                         self._renewed_at = now
+                        self._lease_clock.value = now
                         if self._fenced:
                             log.info("lease renewed again")
                             self._fenced = False

@@ -138,7 +138,7 @@ class Workers:
 
 def schedule(conn: psycopg.Connection[Any], schema: str, args: argparse.Namespace) -> None:
     start = now(conn) + dt.timedelta(seconds=2)
-    spread = max(0.0, args.minutes * 60 * 0.85)
+    spread = max(0.0, args.minutes * 60)  # the last job is due when the time is up
     batch: list[dict[str, Any]] = []
     query = sql.SQL("SELECT {}.schedule_tasks(%s::jsonb)").format(sql.Identifier(schema))
     for i in range(args.jobs):
@@ -231,7 +231,7 @@ def report(conn: psycopg.Connection[Any], schema: str, args: argparse.Namespace,
               f"{sum(1 for d in ordered if d > args.lease + 2)})")
     if never:
         print(f"  jobs of a killed worker that never ran again: {never} "
-              "(their run had answered before the kill)")
+              "(their response was already on its way: it committed after the kill)")
     print(f"  worker log: self-fencing {worker_lines('lease not renewed for')}, "
           f"late results dropped {worker_lines('dropped a late')}, "
           f"re-registered {worker_lines('taken over by the reaper')}")
@@ -289,7 +289,8 @@ def main() -> int:
     try:
         while True:
             current = states(conn, schema)
-            if not current.get("queued") and not current.get("running"):
+            if not current.get("queued") and not current.get("running") \
+                    and time.monotonic() - began >= args.minutes * 60:
                 break
             if time.monotonic() > hard_stop:
                 print("giving up: jobs still not final", flush=True)

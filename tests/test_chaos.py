@@ -262,6 +262,7 @@ def test_kill_worker_mid_job(chaos: Chaos, start_worker: WorkerFactory) -> None:
         again = wait_for(lambda j=job_id, a=attempt: chaos.next_run(j, a), timeout=LEASE + 10,
                          what=f"job {job_id} to run again")
         delay = (again - killed_at).total_seconds()
+        print(f"job {job_id} ran again {delay:.2f} s after its worker was killed")
         # The contract: within lease + 2 s (reap after the lease, ~1 s backoff, a poll).
         assert delay < LEASE + 2.5, f"job {job_id} ran again {delay:.2f} s after the kill"
         errors = attempt_errors(chaos, job_id)
@@ -469,7 +470,7 @@ def test_restart_postgres_under_load(own_server: str, tmp_path: Path) -> None:
     env = make_chaos(own_server, schema, tmp_path / "tasks")
     factory = WorkerFactory(own_server, schema, tmp_path)
     try:
-        ids = env.schedule([(f"r{q}", 0.3) for _ in range(8) for q in range(4)]
+        ids = env.schedule([(f"r{q}", 0.3) for _ in range(10) for q in range(4)]
                            + [(None, 0.3)] * 8)
         workers = [factory(env.tasks, *FAST, "--concurrency", "2") for _ in range(2)]
         for down_for in (0.3, LEASE * 1.5):
@@ -497,31 +498,37 @@ def reaper_once(dsn: str, schema: str, *args: str) -> str:
     return done.stdout
 
 
-def test_reaper_once_requeues_a_stopped_worker(chaos: Chaos, start_worker: WorkerFactory
+def test_reaper_once_requeues_a_frozen_worker(chaos: Chaos, start_worker: WorkerFactory
                                               ) -> None:
-    """A SIGSTOPped worker stops heartbeating: `pgcc reaper --once` requeues its jobs,
-    another worker runs them; on SIGCONT its late results are dropped."""
-    ids = chaos.schedule([(f"s{q}", s) for q in range(2) for s in (0.8, 0.2, 0.2)])
+    """A SIGSTOPped worker stops heartbeating. Its child with a short job answers
+    into a pipe nobody reads; its child with a long job stops itself before the
+    lease ends (the frozen worker cannot stop it). `pgcc reaper --once` requeues
+    both, another worker runs them, and on SIGCONT the late results are dropped."""
+    ids = chaos.schedule([("short", 0.8), ("short", 0.2), ("long", 6.0), ("long", 0.2)])
     frozen = start_worker(chaos.tasks, *FAST, "--concurrency", "2", "--no-reaper")
     held = wait_for(lambda: chaos.started(frozen.pid, 2), what="2 jobs to run")
     (frozen_id,) = chaos.worker_ids(frozen.pid)
+    (short_job, short_attempt, short_child), (long_job, long_attempt, long_child) = held
     frozen.signal(signal.SIGSTOP)
     try:
-        # Its children go on and answer into the pipes of a worker that does not read.
+        time.sleep(0.3)  # a heartbeat already on its way may still land
+        last_beat = chaos.one("SELECT heartbeat_at FROM {workers} WHERE id = %s", [frozen_id])
         wait_for(lambda: chaos.one(
-            "SELECT count(*) FROM {log} WHERE job_id = ANY(%s) AND ended_at IS NOT NULL",
-            [[job for job, _, _ in held]]) == 2, what="the children to answer")
-        assert reaper_once(chaos.dsn, chaos.schema).startswith("requeued 0,")
+            "SELECT ended_at IS NOT NULL FROM {log} WHERE job_id = %s", [short_job]),
+            what="the short job's child to answer")
         wait_for(lambda: chaos.one("SELECT now() - heartbeat_at > lease FROM {workers}"
                                    " WHERE id = %s", [frozen_id]),
                  timeout=LEASE + 5, what="the frozen worker's lease to run out")
+        # The long job's child is gone already, while its worker is still frozen.
+        assert gone(long_child), "a frozen worker's child ran on past the lease"
+        assert not gone(short_child)
         out = reaper_once(chaos.dsn, chaos.schema)
         assert out.startswith("requeued 2, dead 0, workers removed 1"), out
         taker = start_worker(chaos.tasks, *FAST, "--concurrency", "2", "--no-reaper")
-        for job_id, attempt, _ in held:
+        for job_id, attempt in [(short_job, short_attempt), (long_job, long_attempt)]:
             wait_for(lambda j=job_id, a=attempt: chaos.one(
                 "SELECT state = 'done' AND attempts > %s FROM {jobs} WHERE id = %s", [a, j]),
-                timeout=LEASE + 10, what=f"job {job_id} to be done again")
+                timeout=LEASE + 15, what=f"job {job_id} to be done again")
     finally:
         frozen.signal(signal.SIGCONT)
     wait_for(lambda: "taken over by the reaper" in frozen.log(), timeout=20,
@@ -531,8 +538,14 @@ def test_reaper_once_requeues_a_stopped_worker(chaos: Chaos, start_worker: Worke
     for job_id, attempt, child in held:
         result = chaos.one("SELECT result FROM {jobs} WHERE id = %s", [job_id])
         assert result["pid"] != child and result["attempt"] > attempt, "a late result won"
-        assert f"worker {frozen_id} stopped heartbeating" in \
-            attempt_errors(chaos, job_id)[0]["error"]
+        errors = attempt_errors(chaos, job_id)
+        assert [e["attempt"] for e in errors] == [attempt]
+        assert f"worker {frozen_id} stopped heartbeating" in errors[0]["error"]
+    old_end, new_start = chaos.rows(
+        "SELECT max(coalesce(ended_at, seen_at)) FILTER (WHERE attempt = %s),"
+        " min(started_at) FILTER (WHERE attempt > %s) FROM {log} WHERE job_id = %s",
+        [long_attempt, long_attempt, long_job])[0]
+    assert old_end < last_beat + dt.timedelta(seconds=LEASE) < new_start
     assert_invariants(chaos, ids)
 
 
