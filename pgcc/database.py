@@ -47,9 +47,12 @@ class Link:
     call hangs, e.g. on a network that silently stopped forwarding."""
 
     def __init__(self, dsn: str, *, application_name: str = "pgcc",
-                 idle_timeout: float | None = None) -> None:
+                 idle_timeout: float | None = None, generic_plans: bool = False) -> None:
         self._dsn = dsn
         self._application_name = application_name
+        # For a connection that runs the same few statements all day: psycopg
+        # prepares them, and a generic plan spares the planner on every run.
+        self._generic_plans = generic_plans
         # Seconds after which the server ends this session if it sent nothing
         # (idle_session_timeout, PostgreSQL 14+; ignored by older servers).
         self._idle_timeout = idle_timeout
@@ -68,6 +71,9 @@ class Link:
                 application_name=self._application_name,
             )
             self._fd = self._conn.pgconn.socket
+            if self._generic_plans:
+                self._conn.execute(
+                    "SELECT set_config('plan_cache_mode', 'force_generic_plan', false)")
             if self._idle_timeout:
                 with contextlib.suppress(psycopg.errors.UndefinedObject):
                     self._conn.execute("SELECT set_config('idle_session_timeout', %s, false)",

@@ -35,6 +35,8 @@ _PR_SET_PDEATHSIG = 1
 
 JobMessage = tuple[int, str, str, int, str | None]
 Outcome = tuple[int, int, str, str | None, str | None]
+# What the child sends back: the outcome, and how long the task ran (seconds).
+Answer = tuple[int, int, str, str | None, str | None, float]
 
 
 @dataclass
@@ -244,9 +246,10 @@ def child_main(channel: Connection, config: ChildConfig) -> None:
         if message is None:
             break
         running.set()
+        started = time.perf_counter()
         outcome = _run(env, message)
         running.clear()
-        channel.send(outcome)
+        channel.send((*outcome, time.perf_counter() - started))
     if env.client is not None:
         env.client.close()
     if env.async_client is not None:

@@ -116,7 +116,7 @@ class Worker:
         self.config = config
         self.tasks = tasks
         self._queries = for_schema(config.schema)
-        self._link = Link(config.dsn, application_name="pgcc worker")
+        self._link = Link(config.dsn, application_name="pgcc worker", generic_plans=True)
         # The heartbeat's (and the reaper's, whose leadership lives in its session).
         # A server that hears nothing from it for a lease ends it, so a worker cut
         # off from the network does not keep the leadership: another reaper leads.
@@ -139,7 +139,8 @@ class Worker:
         self._lost: list[tuple[int, int, str]] = []
         self._released: list[tuple[int, int]] = []
         self._task_names = sorted(tasks)
-        self._durations: dict[str, float] = {}  # a moving average of run time per task
+        # A moving average of how long jobs run here; prefetching waits until it is known.
+        self._typical_run = PREFETCH_UNDER
         self._max_attempts = [tasks[name].max_attempts for name in self._task_names]
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(["pgcc.runner", "psycopg"])
@@ -330,12 +331,12 @@ class Worker:
         if not slot.process.is_alive():
             self._replace(slot)
 
-    def _record_response(self, outcome: runner.Outcome, job: RunningJob) -> None:
-        self._finished.append(outcome)
+    def _record_response(self, outcome: runner.Answer, job: RunningJob) -> None:
+        self._finished.append(outcome[:5])
         self._want_claim = True
         elapsed = time.monotonic() - (job.started or time.monotonic())
-        previous = self._durations.get(job.task, elapsed)
-        self._durations[job.task] = 0.8 * previous + 0.2 * elapsed
+        ran = outcome[5]  # measured in the child: the task's own run time
+        self._typical_run = 0.9 * self._typical_run + 0.1 * ran
         if outcome[2] == "done":
             if log.isEnabledFor(logging.INFO):
                 log.info("%s done in %.1f ms", job.describe(), elapsed * 1000)
@@ -526,16 +527,14 @@ class Worker:
                 self._schedule_poll()
 
     def _claim_targets(self) -> list[Slot]:
-        """Where claimed jobs would go: idle children first, then children whose
-        current job is of a task that usually takes under PREFETCH_UNDER, one
-        job deep each, so they need not wait a round trip for their next job."""
-        idle = [slot for slot in self._slots if not slot.jobs]
-        if not self.config.prefetch:
-            return idle
-        fast = [slot for slot in self._slots
-                if 0 < len(slot.jobs) <= self.config.prefetch
-                and self._durations.get(slot.jobs[-1].task, PREFETCH_UNDER) < PREFETCH_UNDER]
-        return idle + fast
+        """Where claimed jobs would go, one entry per job: each idle child first;
+        then, while this worker's jobs typically take under PREFETCH_UNDER, up to
+        `prefetch` more per child, so a child need not wait a round trip between
+        jobs. A prefetched job waits behind at most `prefetch` typically-fast jobs."""
+        depth = 1 + self.config.prefetch if self._typical_run < PREFETCH_UNDER else 1
+        # By position in the child's line: every idle child's first job comes first.
+        return [slot for position in range(depth) for slot in self._slots
+                if len(slot.jobs) <= position]
 
     def _may_claim(self, now: float) -> bool:
         # A lease in doubt takes nothing new.
