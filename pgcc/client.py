@@ -7,7 +7,6 @@ functions, so the three doors (SQL, Python, CLI) write the same rows.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -21,7 +20,7 @@ from pgcc.database import DEFAULT_SCHEMA, resolve_dsn
 from pgcc.errors import ParameterTypeError, PgccError, ScheduleError
 from pgcc.queries import Queries, for_schema
 from pgcc.taskstate import AsyncTaskStates, TaskStates
-from pgcc.validation import check_name, check_schema, check_timing, dump_parameters
+from pgcc.validation import check_name, check_parameters, check_schema, check_timing, dump_json
 
 Delay = int | dt.timedelta
 _BULK_KEYS = frozenset({"task", "parameters", "at", "after", "queue"})
@@ -50,20 +49,22 @@ class Job:
     attempt_errors: list[dict[str, Any]]
 
 
-def schedule_params(
-    task: str,
-    parameters: Mapping[str, Any] | None,
-    at: dt.datetime | None,
-    after: Delay | None,
-    queue: str | None,
-) -> dict[str, Any]:
-    """One job's arguments for the schedule_task SQL function, checked."""
+def _checked_job(task: str, parameters: Mapping[str, Any] | None, at: dt.datetime | None,
+                 after: Delay | None, queue: str | None) -> dict[str, Any]:
     check_name("task", task)
     if queue is not None:
         check_name("queue", queue)
     checked_at, millis = check_timing(at, after)
-    return {"task": task, "parameters": dump_parameters(parameters), "at": checked_at,
+    return {"task": task, "parameters": check_parameters(parameters), "at": checked_at,
             "after": millis, "queue": queue}
+
+
+def schedule_params(task: str, parameters: Mapping[str, Any] | None, at: dt.datetime | None,
+                    after: Delay | None, queue: str | None) -> dict[str, Any]:
+    """One job's arguments for the schedule_task SQL function, checked."""
+    job = _checked_job(task, parameters, at, after, queue)
+    job["parameters"] = dump_json(job["parameters"])
+    return job
 
 
 def bulk_payload(jobs: Iterable[Mapping[str, Any]]) -> str:
@@ -78,18 +79,14 @@ def bulk_payload(jobs: Iterable[Mapping[str, Any]]) -> str:
         if "task" not in job:
             raise ScheduleError(f"jobs[{index}]: task is missing")
         try:
-            params = schedule_params(job["task"], job.get("parameters"), job.get("at"),
-                                     job.get("after"), job.get("queue"))
+            item = _checked_job(job["task"], job.get("parameters"), job.get("at"),
+                                job.get("after"), job.get("queue"))
         except ScheduleError as exc:
             raise type(exc)(f"jobs[{index}]: {exc}") from None
-        item = {"task": params["task"], "queue": params["queue"], "after": params["after"],
-                "at": params["at"].isoformat() if params["at"] else None}
-        items.append((item, params["parameters"]))
-    # The parameters are already JSON text: splice them in rather than decode them.
-    return "[" + ",".join(
-        json.dumps(item, ensure_ascii=False)[:-1] + ',"parameters":' + parameters + "}"
-        for item, parameters in items
-    ) + "]"
+        if item["at"] is not None:
+            item["at"] = item["at"].isoformat()
+        items.append(item)
+    return dump_json(items)
 
 
 def _refused(exc: psycopg.Error) -> ScheduleError:

@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from pgcc.errors import ConfigurationError, ParameterTypeError, ScheduleError
@@ -95,16 +94,26 @@ def _check_text(text: str, where: str) -> None:
         raise ScheduleError(f"parameters: {where} is not valid Unicode text") from None
 
 
-def dump_parameters(parameters: object) -> str:
-    """The parameters as JSON text, or an error naming what does not survive JSON."""
+def check_parameters(parameters: object) -> dict[str, Any]:
+    """The parameters as a dict that survives JSON, or an error naming what does not."""
     if parameters is None:
-        return "{}"
-    if not isinstance(parameters, Mapping) or type(parameters) is not dict:
+        return {}
+    if type(parameters) is not dict:
         raise ParameterTypeError(
             f"parameters must be a JSON object (a dict), not {type(parameters).__name__}"
         )
     _check_value(parameters, "")
-    return json.dumps(parameters, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return parameters
+
+
+def dump_json(value: object) -> str:
+    """Compact JSON text of an already checked value."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def dump_parameters(parameters: object) -> str:
+    """The parameters as JSON text, or an error naming what does not survive JSON."""
+    return dump_json(check_parameters(parameters))
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

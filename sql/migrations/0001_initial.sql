@@ -200,8 +200,10 @@ BEGIN
     IF FOUND THEN
         RAISE EXCEPTION 'jobs[%] must be a JSON object', bad.ord USING ERRCODE = '22023';
     END IF;
-    SELECT ord, k INTO bad FROM bulk_elements(jobs), jsonb_object_keys(j) AS k
-    WHERE k NOT IN ('task', 'parameters', 'at', 'after', 'queue') ORDER BY ord LIMIT 1;
+    SELECT ord, (SELECT min(k) FROM jsonb_object_keys(rest) AS k) AS k INTO bad
+    FROM (SELECT ord, j - ARRAY['task', 'parameters', 'at', 'after', 'queue'] AS rest
+          FROM bulk_elements(jobs)) AS extra
+    WHERE rest <> '{}' ORDER BY ord LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'jobs[%]: unknown key "%"', bad.ord, bad.k USING ERRCODE = '22023';
     END IF;
@@ -251,11 +253,14 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
     SELECT value::bigint INTO limit_bytes FROM settings WHERE key = 'max_parameters_bytes';
-    SELECT ord, octet_length(parameters::text) AS size INTO bad FROM bulk_elements(jobs)
-    WHERE octet_length(parameters::text) > limit_bytes ORDER BY ord LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'jobs[%].parameters are % bytes; the limit is % bytes',
-            bad.ord, bad.size, limit_bytes USING ERRCODE = '22023';
+    -- No element is larger than the whole array: measure each only when it could be.
+    IF octet_length(jobs::text) > limit_bytes THEN
+        SELECT ord, octet_length(parameters::text) AS size INTO bad FROM bulk_elements(jobs)
+        WHERE octet_length(parameters::text) > limit_bytes ORDER BY ord LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'jobs[%].parameters are % bytes; the limit is % bytes',
+                bad.ord, bad.size, limit_bytes USING ERRCODE = '22023';
+        END IF;
     END IF;
     SELECT ord INTO bad FROM bulk_elements(jobs)
     WHERE at_text IS NOT NULL AND after_json IS NOT NULL AND after_json <> 'null'
