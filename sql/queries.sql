@@ -163,23 +163,18 @@ SELECT id FROM finished;
 
 -- name: retry
 -- A running job gave no response: back to queued after the backoff, or dead
--- once it has used its attempts. Fenced like finish. Attempts that a graceful
--- stop put back (marked put_back in attempt_errors) were no no-response: they
--- count neither towards max_attempts nor for the backoff.
+-- once it has used its attempts. Fenced like finish.
 WITH lost AS (
-    SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(reasons)s::text[])
+    SELECT l.*, {schema}.attempts_used(j.attempts, j.attempt_errors) AS used,
+           coalesce(j.max_attempts, 10) AS allowed
+    FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(reasons)s::text[])
         AS l(id, attempt, reason)
+    JOIN {schema}.jobs j ON j.id = l.id
 ), moved AS (
     UPDATE {schema}.jobs j
-    SET state = CASE WHEN j.attempts - (SELECT count(*) FROM jsonb_array_elements(j.attempt_errors) e
-                                        WHERE e ->> 'put_back' = 'true')
-                          >= coalesce(j.max_attempts, 10) THEN 'dead' ELSE 'queued' END,
-        run_at = now() + {schema}.retry_delay(j.attempts - (
-            SELECT count(*) FROM jsonb_array_elements(j.attempt_errors) e
-            WHERE e ->> 'put_back' = 'true')::int),
-        finished_at = CASE WHEN j.attempts - (SELECT count(*) FROM jsonb_array_elements(j.attempt_errors) e
-                                              WHERE e ->> 'put_back' = 'true')
-                                >= coalesce(j.max_attempts, 10) THEN now() END,
+    SET state = CASE WHEN l.used >= l.allowed THEN 'dead' ELSE 'queued' END,
+        run_at = now() + {schema}.retry_delay(l.used),
+        finished_at = CASE WHEN l.used >= l.allowed THEN now() END,
         error = l.reason,
         attempt_errors = j.attempt_errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempts, 'error', l.reason, 'at', now())),
@@ -226,23 +221,18 @@ WITH expired AS (
     WHERE w.heartbeat_at < now() - w.lease
     FOR UPDATE SKIP LOCKED
 ), orphans AS (
-    SELECT j.id, j.worker_id FROM {schema}.jobs j
+    SELECT j.id, j.worker_id, {schema}.attempts_used(j.attempts, j.attempt_errors) AS used,
+           coalesce(j.max_attempts, 10) AS allowed
+    FROM {schema}.jobs j
     WHERE j.state = 'running'
       AND (j.worker_id IN (SELECT id FROM expired)
            OR NOT EXISTS (SELECT FROM {schema}.workers w WHERE w.id = j.worker_id))
     FOR UPDATE OF j SKIP LOCKED
 ), moved AS (
     UPDATE {schema}.jobs j
-    -- As in retry: attempts a graceful stop put back do not count.
-    SET state = CASE WHEN j.attempts - (SELECT count(*) FROM jsonb_array_elements(j.attempt_errors) e
-                                        WHERE e ->> 'put_back' = 'true')
-                          >= coalesce(j.max_attempts, 10) THEN 'dead' ELSE 'queued' END,
-        run_at = now() + {schema}.retry_delay(j.attempts - (
-            SELECT count(*) FROM jsonb_array_elements(j.attempt_errors) e
-            WHERE e ->> 'put_back' = 'true')::int),
-        finished_at = CASE WHEN j.attempts - (SELECT count(*) FROM jsonb_array_elements(j.attempt_errors) e
-                                              WHERE e ->> 'put_back' = 'true')
-                                >= coalesce(j.max_attempts, 10) THEN now() END,
+    SET state = CASE WHEN o.used >= o.allowed THEN 'dead' ELSE 'queued' END,
+        run_at = now() + {schema}.retry_delay(o.used),
+        finished_at = CASE WHEN o.used >= o.allowed THEN now() END,
         error = format('worker %%s stopped heartbeating (no response)', o.worker_id),
         attempt_errors = j.attempt_errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempts,

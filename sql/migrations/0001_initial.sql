@@ -323,6 +323,14 @@ LANGUAGE sql VOLATILE SET search_path FROM CURRENT AS $$
     RETURNING true;
 $$;
 
+-- The attempts that count towards max_attempts and the backoff: claims, less
+-- those a graceful stop put back (marked put_back in attempt_errors).
+CREATE FUNCTION attempts_used(attempts integer, attempt_errors jsonb) RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT attempts - (SELECT count(*) FROM jsonb_array_elements(attempt_errors) AS e
+                       WHERE e ->> 'put_back' = 'true')::integer;
+$$;
+
 -- Backoff after a job gave no response: near 1 s, doubling per attempt,
 -- capped at 5 minutes, with a little jitter so retries do not march in step.
 CREATE FUNCTION retry_delay(attempts integer) RETURNS interval
