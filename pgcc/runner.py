@@ -82,8 +82,8 @@ class _Environment:
         return self.async_client
 
 
-class JobContext:
-    """`ctx` of a sync run(params, ctx)."""
+class _JobFields:
+    """What every `ctx` tells about its job."""
 
     def __init__(self, env: _Environment, job_id: int, task: str, attempt: int,
                  queue: str | None) -> None:
@@ -92,6 +92,10 @@ class JobContext:
         self.task = task
         self.attempt = attempt
         self.queue = queue
+
+
+class JobContext(_JobFields):
+    """`ctx` of a sync run(params, ctx)."""
 
     def schedule_task(self, task: str, parameters: dict[str, Any] | None = None, *,
                       at: Any = None, after: Delay | None = None,
@@ -104,16 +108,8 @@ class JobContext:
         return self._env.sync_client().taskstate
 
 
-class AsyncJobContext:
+class AsyncJobContext(_JobFields):
     """`ctx` of an async run(params, ctx): the same, awaited."""
-
-    def __init__(self, env: _Environment, job_id: int, task: str, attempt: int,
-                 queue: str | None) -> None:
-        self._env = env
-        self.job_id = job_id
-        self.task = task
-        self.attempt = attempt
-        self.queue = queue
 
     async def schedule_task(self, task: str, parameters: dict[str, Any] | None = None, *,
                             at: Any = None, after: Delay | None = None,

@@ -54,18 +54,13 @@ def render(report: dict[str, Any]) -> str:
     oldest = report["oldest_waiting_seconds"]
     lines.append("waiting  " + ("nothing due" if oldest is None
                                  else f"oldest due job has waited {_age(oldest)}"))
-    if report["tasks"]:
-        lines.append("")
-        width = max(len(task) for task in report["tasks"])
-        lines.append("tasks (queued / running)")
-        for task, counts in report["tasks"].items():
-            lines.append(f"  {task:<{width}}  {counts['queued']:>8} / {counts['running']}")
-    if report["queues"]:
-        lines.append("")
-        width = max(len(queue) for queue in report["queues"])
-        lines.append("queues (queued / running)")
-        for queue, counts in report["queues"].items():
-            lines.append(f"  {queue:<{width}}  {counts['queued']:>8} / {counts['running']}")
+    for title in ("tasks", "queues"):
+        rows = report[title]
+        if rows:
+            width = max(len(name) for name in rows)
+            lines.extend(["", f"{title} (queued / running)"])
+            lines.extend(f"  {name:<{width}}  {counts['queued']:>8} / {counts['running']}"
+                         for name, counts in rows.items())
     lines.append("")
     if not report["workers"]:
         lines.append("workers  none alive")
