@@ -17,7 +17,7 @@ from pgcc.queries import channel, for_schema, lock_space
 
 log = logging.getLogger(__name__)
 
-REAP_INTERVAL = 0.5
+REAP_INTERVAL = 0.25
 PRUNE_INTERVAL = 60.0
 PRUNE_BATCH = 1000
 PRUNE_BATCHES_PER_TICK = 20
@@ -89,7 +89,7 @@ def run(dsn: str, schema: str, *, once: bool, retention: float) -> ReapResult | 
     reaper = Reaper(schema, retention)
     # Its leadership lives in the session: a reaper cut off from the network loses
     # it once the server has heard nothing from it for a while.
-    link = Link(dsn, application_name="pgcc reaper", idle_timeout=10 * REAP_INTERVAL)
+    link = Link(dsn, application_name="pgcc reaper", idle_timeout=5.0)
     if once:
         try:
             return reaper.tick(link)
