@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -213,6 +214,10 @@ def reaper(
                    f"workers removed {result.workers_removed}, pruned {result.pruned}")
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @app.command()
 def bench(
     only: Annotated[str, typer.Option(
@@ -233,8 +238,13 @@ def bench(
             raise ConfigurationError(f"--only: unknown workload {unknown[0]} "
                                      f"(choose from {', '.join(WORKLOADS)})")
         resolved = resolve_dsn(dsn)
-        report = bench_module.run(resolved, only=chosen, reps=reps, scale=scale,
-                                  progress=lambda line: typer.echo(f"... {line}", err=True))
+        # A stopped bench still stops its workers and drops its schemas (in finally).
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            report = bench_module.run(resolved, only=chosen, reps=reps, scale=scale,
+                                      progress=lambda line: typer.echo(f"... {line}", err=True))
+        except KeyboardInterrupt:
+            _fail("bench stopped; its workers and schemas were cleaned up", 130)
     typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.table())
 
 
