@@ -6,6 +6,7 @@ Docker engine, a testcontainers PostgreSQL; else a throwaway embedded server.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -48,14 +49,23 @@ def db(pg_dsn: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
+@contextlib.contextmanager
+def fresh_schema(dsn: str, prefix: str = "t") -> Iterator[str]:
+    """A newly migrated schema, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        schema.migrate(conn, name)
+    try:
+        yield name
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
 @pytest.fixture
 def schema_name(pg_dsn: str) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        schema.migrate(conn, name)
-    yield name
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+    with fresh_schema(pg_dsn) as name:
+        yield name
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from psycopg.rows import dict_row
 
 import pgcc
 from pgcc import schema as pgcc_schema
+from tests.conftest import fresh_schema
 
 PGCC = str(Path(sys.executable).parent / "pgcc")
 LIMIT = 1024 * 1024  # the default limit on a parameters document, in bytes
@@ -137,12 +138,8 @@ class PyDoor:
 
 @pytest.fixture(scope="module")
 def rules_schema(pg_dsn: str) -> Iterator[str]:
-    name = f"t_rules_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        pgcc_schema.migrate(conn, name)
-    yield name
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+    with fresh_schema(pg_dsn, "t_rules") as name:
+        yield name
 
 
 @pytest.fixture
