@@ -23,6 +23,11 @@ JSONValue = dict[str, Any] | list[Any] | str | int | float | bool | None
 
 def check_name(what: str, name: object) -> str:
     """Task and queue names: non-empty, at most 200 characters, printable."""
+    # The common case in one step: printable ASCII (no control character, and
+    # nothing that cannot be encoded), short and not blank.
+    if type(name) is str and name.isascii() and name.isprintable() \
+            and len(name) <= NAME_LIMIT and name.strip(" "):
+        return name
     if not isinstance(name, str):
         raise ParameterTypeError(f"{what} must be a string, not {type(name).__name__}")
     if not name.strip(" "):  # the same test as btrim() in SQL
@@ -76,13 +81,23 @@ def _check_value(value: object, path: str) -> None:
                     f"parameters: {where} has a key {key!r} of type {type(key).__name__}; "
                     "JSON keys must be strings"
                 )
-            _check_text(key, f"{where} key {key!r}")
+            if not _plain_text(key):
+                _check_text(key, f"{where} key {key!r}")
+            # Scalars that always survive JSON skip building their key path.
+            kind = type(item)
+            if item is None or kind is int or kind is bool or (kind is str and _plain_text(item)):
+                continue
             _check_value(item, _key_path(path, key))
         return
     hint = " (pass ids, not objects)" if kind not in (tuple, set, bytes, frozenset) else ""
     raise ParameterTypeError(
         f"parameters: {where} is a {kind.__name__}, which does not survive JSON{hint}"
     )
+
+
+def _plain_text(text: str) -> bool:
+    """ASCII without NUL: text _check_text always accepts."""
+    return text.isascii() and "\x00" not in text
 
 
 def _check_text(text: str, where: str) -> None:
