@@ -137,10 +137,18 @@ class Client:
         if self._pool is None:
             with self._pool_lock:  # one pool, even when threads race to make it
                 if self._pool is None:
-                    self._pool = ConnectionPool(
-                        self.dsn, min_size=1, max_size=self._pool_size,
-                        kwargs={"autocommit": True}, open=True, name=f"pgcc-{self.schema}",
-                    )
+                    pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = \
+                        ConnectionPool(
+                            self.dsn, min_size=1, max_size=self._pool_size,
+                            kwargs={"autocommit": True}, open=True,
+                            name=f"pgcc-{self.schema}",
+                        )
+                    # A first request made before the first connection is up
+                    # grows the pool by one, and the pool then hands its
+                    # connections out in turn: a sequential caller would wake
+                    # two backends alternately (~25 us more per call than one).
+                    pool.wait()
+                    self._pool = pool
         with self._pool.connection() as conn:
             yield conn
 
@@ -227,6 +235,7 @@ class AsyncClient:
                     kwargs={"autocommit": True}, open=False, name=f"pgcc-{self.schema}",
                 )
             await pool.open()
+            await pool.wait()  # see Client.connection
             self._pool = pool
         async with self._pool.connection() as conn:
             yield conn
