@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,35 +131,35 @@ class Client:
         self._dsn = resolve_dsn(self._dsn, self.schema)
         return self._dsn
 
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-        """A connection from the client's pool, in autocommit mode."""
-        if self._pool is None:
+    def _get_pool(self) -> ConnectionPool[psycopg.Connection[tuple[Any, ...]]]:
+        pool = self._pool
+        if pool is None:
             with self._pool_lock:  # one pool, even when threads race to make it
-                if self._pool is None:
-                    pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = \
-                        ConnectionPool(
-                            self.dsn, min_size=1, max_size=self._pool_size,
-                            kwargs={"autocommit": True}, open=True,
-                            name=f"pgcc-{self.schema}",
-                        )
+                pool = self._pool
+                if pool is None:
+                    pool = ConnectionPool(
+                        self.dsn, min_size=1, max_size=self._pool_size,
+                        kwargs={"autocommit": True}, open=True, name=f"pgcc-{self.schema}",
+                    )
                     # A first request made before the first connection is up
                     # grows the pool by one, and the pool then hands its
                     # connections out in turn: a sequential caller would wake
                     # two backends alternately (~25 us more per call than one).
                     pool.wait()
                     self._pool = pool
-        with self._pool.connection() as conn:
-            yield conn
+        return pool
 
-    @contextmanager
+    def connection(self) -> AbstractContextManager[psycopg.Connection[tuple[Any, ...]]]:
+        """A connection from the client's pool, in autocommit mode."""
+        return self._get_pool().connection()
+
     def _use(self, connection: psycopg.Connection[Any] | None
-             ) -> Iterator[psycopg.Connection[Any]]:
+             ) -> AbstractContextManager[psycopg.Connection[Any]]:
+        # Every call passes here: hand back the caller's connection or the
+        # pool's own context manager, without a generator layer of our own.
         if connection is not None:
-            yield connection
-        else:
-            with self.connection() as conn:
-                yield conn
+            return nullcontext(connection)
+        return self._get_pool().connection()
 
     def schedule_task(self, task: str, parameters: Mapping[str, Any] | None = None, *,
                       at: dt.datetime | None = None, after: Delay | None = None,
