@@ -95,7 +95,8 @@ class Link:
 
     def execute_pipeline(self, statements: list[tuple[str, Any]]
                          ) -> list[list[tuple[Any, ...]]]:
-        """Several statements, each its own transaction, in one network round trip."""
+        """Several statements in one network round trip, and in one transaction:
+        the pipeline sends a single Sync, after the last."""
         conn = self.connection()
         self._call_started = time.monotonic()
         try:

@@ -1,7 +1,9 @@
 """The child process: runs one job at a time for the worker, for as long as it lives.
 
-The worker sends (job id, task, parameters as JSON text, attempt, queue); the
-child answers (job id, attempt, state, result as JSON text, error). A child
+A new child first says it is ready. Then the worker sends lists of jobs, each
+(job id, task, parameters as JSON text, attempt, queue), one list per round
+of claims; the child runs them in order and answers each as it ends: (job id,
+attempt, state, result as JSON text, error, run seconds). A child
 that dies before answering has given no response, and the worker retries
 the job elsewhere.
 """
@@ -37,6 +39,8 @@ JobMessage = tuple[int, str, str, int, str | None]
 Outcome = tuple[int, int, str, str | None, str | None]
 # What the child sends back: the outcome, and how long the task ran (seconds).
 Answer = tuple[int, int, str, str | None, str | None, float]
+# The child's first message: it is up and may be sent jobs.
+READY = "ready"
 
 
 @dataclass
@@ -234,18 +238,22 @@ def child_main(channel: Connection, config: ChildConfig) -> None:
     for name in config.preload:
         with contextlib.suppress(Exception):
             env.task(name)
+    # Only now may the worker claim jobs for us: a job's started_at is not stamped
+    # while the child that will run it is still starting.
+    channel.send(READY)
     while True:
         try:
-            message = channel.recv()
+            batch: list[JobMessage] | None = channel.recv()
         except (EOFError, OSError):
             break
-        if message is None:
+        if batch is None:
             break
-        running.set()
-        started = time.perf_counter()
-        outcome = _run(env, message)
-        running.clear()
-        channel.send((*outcome, time.perf_counter() - started))
+        for message in batch:
+            running.set()
+            started = time.perf_counter()
+            outcome = _run(env, message)
+            running.clear()
+            channel.send((*outcome, time.perf_counter() - started))
     if env.client is not None:
         env.client.close()
     if env.async_client is not None:

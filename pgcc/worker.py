@@ -99,6 +99,8 @@ class Slot:
         # The child's jobs in the order it runs them: the first is running, any
         # other was prefetched and waits in the pipe.
         self.jobs: list[RunningJob] = []
+        # Whether the child said it is up; until then it is sent no job.
+        self.ready = False
 
     @property
     def job(self) -> RunningJob | None:
@@ -137,7 +139,9 @@ class Worker:
         # Outcomes waiting to be written: responses, no-responses, put-backs.
         self._finished: list[tuple[int, int, str, str | None, str | None]] = []
         self._lost: list[tuple[int, int, str]] = []
-        self._released: list[tuple[int, int]] = []
+        # (id, attempt, started): put back in the queue; one that never started
+        # goes back as if it had not been claimed.
+        self._released: list[tuple[int, int, bool]] = []
         self._task_names = sorted(tasks)
         # A moving average of how long jobs run here; prefetching waits until it is known.
         self._typical_run = PREFETCH_UNDER
@@ -319,12 +323,16 @@ class Worker:
     def _collect(self, slot: Slot) -> None:
         """A child answered, or died."""
         try:
-            while slot.jobs and slot.channel.poll():
-                outcome = slot.channel.recv()
-                self._record_response(outcome, slot.jobs.pop(0))
+            while slot.channel.poll():
+                message = slot.channel.recv()
+                if message == runner.READY:
+                    slot.ready = True
+                    self._want_claim = True
+                    continue
+                self._record_response(message, slot.jobs.pop(0))
                 if slot.jobs:  # the child went straight on to the next one
                     slot.jobs[0].started = time.monotonic()
-            if slot.jobs or not slot.channel.poll():
+            if slot.process.is_alive():
                 return
         except (EOFError, OSError):
             pass
@@ -351,13 +359,13 @@ class Worker:
         if job is not None:
             reason = job.stop_reason or _exit_reason(slot.process.exitcode)
             if job.stop_reason == "shutdown":
-                self._released.append((job.id, job.attempt))
+                self._released.append((job.id, job.attempt, True))
                 log.info("%s stopped by shutdown; put back in the queue", job.describe())
             else:
                 self._lost.append((job.id, job.attempt, reason))
                 log.warning("%s gave no response: %s", job.describe(), reason)
         # Prefetched jobs never started: back to the queue, keeping their place.
-        self._released.extend((waiting.id, waiting.attempt) for waiting in slot.jobs[1:])
+        self._released.extend((waiting.id, waiting.attempt, False) for waiting in slot.jobs[1:])
         slot.jobs = []
         self._unwatch_slot(slot)
         slot.channel.close()
@@ -428,12 +436,12 @@ class Worker:
         known = {(job.id, job.attempt) for slot in self._slots for job in slot.jobs}
         known.update((o[0], o[1]) for o in self._finished)
         known.update((o[0], o[1]) for o in self._lost)
-        known.update(self._released)
+        known.update((o[0], o[1]) for o in self._released)
         orphans = [(job_id, attempt) for job_id, attempt in rows
                    if (job_id, attempt) not in known]
         if orphans:
             log.warning("%d claimed jobs never reached a child; putting them back", len(orphans))
-            self._released.extend(orphans)
+            self._released.extend((job_id, attempt, False) for job_id, attempt in orphans)
 
     def _open_listen(self) -> None:
         try:
@@ -457,18 +465,6 @@ class Worker:
             with contextlib.suppress(Exception):
                 listen.close()
 
-    def _db(self, query: str, params: dict[str, Any]) -> list[tuple[Any, ...]] | None:
-        """One statement on the main connection; None when the database is away."""
-        if not self._connected():
-            return None
-        try:
-            return self._link.execute(self._queries[query], params)
-        except psycopg.OperationalError as exc:
-            log.warning("database connection lost (%s); reconnecting", _first_line(exc))
-            self._close_listen()
-            self._next_reconnect = time.monotonic() + RECONNECT_DELAY
-            return None
-
     def _exchange(self, now: float) -> None:
         """Write every pending outcome and claim for the idle children, in one round trip."""
         statements: list[tuple[str, dict[str, Any]]] = []
@@ -487,7 +483,7 @@ class Worker:
         if released:
             statements.append((self._queries["release"], {
                 "worker": self._worker_id, "ids": [o[0] for o in released],
-                "attempts": [o[1] for o in released],
+                "attempts": [o[1] for o in released], "started": [o[2] for o in released],
             }))
         targets = self._claim_targets()
         claiming = bool(targets) and bool(self._task_names) and self._may_claim(now) \
@@ -496,8 +492,11 @@ class Worker:
             statements.append((self._queries["claim"], {
                 "worker": self._worker_id, "tasks": self._task_names,
                 "max_attempts": self._max_attempts, "limit": len(targets),
+                "head_limit": sum(1 for slot in self._slots if slot.ready and not slot.jobs),
                 "lock_space": self._lock_space,
             }))
+            # For the wake-up timer if the claim comes back short; no extra round trip.
+            statements.append((self._queries["next_due"], {"tasks": self._task_names}))
         if not statements or not self._connected():
             return
         try:
@@ -520,11 +519,19 @@ class Worker:
             results.pop(0)
         if claiming:
             rows = results.pop(0)
+            # Queue heads first: they go to idle children (first in targets), so a
+            # queue's job never waits behind another job.
+            rows.sort(key=lambda row: row[3] is None)
+            batches: dict[Slot, list[runner.JobMessage]] = {}
             for slot, row in zip(targets, rows, strict=False):
-                self._dispatch(slot, *row)
+                batches.setdefault(slot, []).append(self._dispatch(slot, *row))
+            for slot, batch in batches.items():
+                # If the child is dying, _collect records its jobs as lost.
+                with contextlib.suppress(OSError):
+                    slot.channel.send(batch)
             self._want_claim = len(rows) == len(targets)
             if not self._want_claim:
-                self._schedule_poll()
+                self._schedule_poll(results.pop(0)[0][0])
 
     def _claim_targets(self) -> list[Slot]:
         """Where claimed jobs would go, one entry per job: each idle child first;
@@ -534,7 +541,7 @@ class Worker:
         depth = 1 + self.config.prefetch if self._typical_run < PREFETCH_UNDER else 1
         # By position in the child's line: every idle child's first job comes first.
         return [slot for position in range(depth) for slot in self._slots
-                if len(slot.jobs) <= position]
+                if slot.ready and len(slot.jobs) <= position]
 
     def _may_claim(self, now: float) -> bool:
         # A lease in doubt takes nothing new.
@@ -542,27 +549,25 @@ class Worker:
                 and now - self._renewed_at <= CLAIM_UNTIL * self.config.lease)
 
     def _dispatch(self, slot: Slot, job_id: int, task: str, parameters: str,
-                  queue: str | None, attempt: int) -> None:
+                  queue: str | None, attempt: int) -> runner.JobMessage:
+        """Put a claimed job in the child's line; returns the message to send it."""
         spec = self.tasks[task]
         job = RunningJob(job_id, task, attempt, queue, spec.timeout or self.config.timeout)
         if not slot.jobs:
             job.started = time.monotonic()
         slot.jobs.append(job)
-        # If the child is dying, _collect records the job as lost.
-        with contextlib.suppress(OSError):
-            slot.channel.send((job_id, task, parameters, attempt, queue))
         if log.isEnabledFor(logging.INFO):
             if self.config.log_parameters:
                 log.info("%s started with %s", job.describe(), parameters)
             else:
                 log.info("%s started", job.describe())
+        return job_id, task, parameters, attempt, queue
 
-    def _schedule_poll(self) -> None:
+    def _schedule_poll(self, next_due: float | None) -> None:
         """Sleep until the poll interval, or the next delayed job if it is sooner."""
         delay = self.config.poll_interval
-        rows = self._db("next_due", {"tasks": self._task_names})
-        if rows and rows[0][0] is not None:
-            delay = min(delay, max(0.0, rows[0][0]))
+        if next_due is not None:
+            delay = min(delay, max(0.0, next_due))
         self._next_poll = time.monotonic() + delay
 
     def _reregister(self) -> None:

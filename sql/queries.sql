@@ -85,9 +85,10 @@ SELECT id FROM renewed;
 
 -- name: claim
 -- Takes up to %(limit)s due jobs of this worker's tasks: jobs without a queue
--- in run_at order, and the head of each queue that has no running job. One
--- job per queue at most; a queue whose head is not due (a retry's backoff)
--- waits for it.
+-- in run_at order, and the head of each queue that has no running job (at most
+-- %(head_limit)s of those: as many as the worker has idle children, so that a
+-- queue's job never waits in a busy child's line). One job per queue at most;
+-- a queue whose head is not due (a retry's backoff) waits for it.
 WITH RECURSIVE heads AS (
     (SELECT j.queue, j.id FROM {schema}.jobs j
      WHERE j.state = 'queued' AND j.queue IS NOT NULL
@@ -107,7 +108,7 @@ WITH RECURSIVE heads AS (
     (SELECT j.id, j.scheduled_at FROM heads h JOIN {schema}.jobs j ON j.id = h.id
      WHERE j.run_at <= now() AND j.task = ANY(%(tasks)s::text[])
        AND NOT EXISTS (SELECT FROM {schema}.queue_locks l WHERE l.queue = h.queue)
-     ORDER BY j.scheduled_at, j.id LIMIT %(limit)s)
+     ORDER BY j.scheduled_at, j.id LIMIT %(head_limit)s)
 ), picked AS (
     SELECT j.id FROM {schema}.jobs j
     JOIN (SELECT id, sort_at FROM candidates ORDER BY sort_at, id LIMIT %(limit)s) c
@@ -136,9 +137,18 @@ SELECT id, task, parameters, queue, attempts FROM claimed;
 SELECT id, attempts FROM {schema}.jobs WHERE worker_id = %(worker)s AND state = 'running';
 
 -- name: next_due
--- When the next job this worker could run becomes due, for its wake-up timer.
-SELECT extract(epoch FROM min(run_at) - now())::float8 FROM {schema}.jobs
-WHERE state = 'queued' AND run_at > now() AND task = ANY(%(tasks)s::text[]);
+-- When the next job this worker could run becomes due, for its wake-up timer:
+-- the first in run_at order of each claim index (jobs without and with a queue).
+SELECT extract(epoch FROM least(
+    (SELECT run_at FROM {schema}.jobs
+     WHERE state = 'queued' AND queue IS NULL AND run_at > now()
+       AND task = ANY(%(tasks)s::text[])
+     ORDER BY run_at LIMIT 1),
+    (SELECT run_at FROM {schema}.jobs
+     WHERE state = 'queued' AND queue IS NOT NULL AND run_at > now()
+       AND task = ANY(%(tasks)s::text[])
+     ORDER BY run_at LIMIT 1)
+) - now())::float8;
 
 -- name: finish
 -- Records responses (done or failed). Each row is fenced by the attempt it
@@ -191,15 +201,21 @@ SELECT id, state FROM moved;
 
 -- name: release
 -- Graceful stop: running jobs go back to queued at once, keeping their place.
+-- A job that never started (it waited behind another in a child's line, or
+-- the claim's answer was lost) goes back as if it had never been claimed.
 WITH back AS (
-    SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[]) AS b(id, attempt)
+    SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(started)s::boolean[])
+        AS b(id, attempt, started)
 ), moved AS (
     UPDATE {schema}.jobs j
     SET state = 'queued', run_at = least(j.run_at, now()), worker_id = NULL,
         heartbeat_at = NULL,
-        attempt_errors = j.attempt_errors || jsonb_build_array(jsonb_build_object(
-            'attempt', j.attempts, 'error', 'worker stopped; job put back', 'put_back', true,
-            'at', now()))
+        attempts = CASE WHEN b.started THEN j.attempts ELSE j.attempts - 1 END,
+        started_at = CASE WHEN b.started THEN j.started_at END,
+        attempt_errors = CASE WHEN b.started THEN j.attempt_errors || jsonb_build_array(
+            jsonb_build_object('attempt', j.attempts, 'error', 'worker stopped; job put back',
+                               'put_back', true, 'at', now()))
+            ELSE j.attempt_errors END
     FROM back b
     WHERE j.id = b.id AND j.attempts = b.attempt AND j.state = 'running'
       AND j.worker_id = %(worker)s

@@ -794,3 +794,30 @@ def test_children_are_reused_across_jobs(
     wait_final(db, schema_name)
     pids = {job(db, schema_name, i)["result"] for i in ids}
     assert len(pids) == 1 and worker.pid not in pids
+
+
+def test_jobs_waiting_behind_a_crash_go_back_unstarted(
+        tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
+        start_worker: WorkerFactory) -> None:
+    """Fast jobs are sent to a child several at a time; when one of them crashes the
+    child, those behind it never ran: they go back keeping attempt 1, not counted."""
+    tasks = tmp_path / "tasks"
+    write_task(tasks, "quick", OK_TASK)
+    write_task(tasks, "crash", "import os\nmax_attempts = 1\n"
+                               "def run(params):\n    os._exit(3)\n")
+    worker = start_worker(tasks, *FAST, "--concurrency", "1", "--prefetch", "3")
+    # Enough quick jobs first for the worker to see that its jobs are fast.
+    warm = [client.schedule_task("quick", {}) for _ in range(50)]
+    wait_final(db, schema_name)
+    with client.connection() as conn, conn.transaction():
+        crash = client.schedule_task("crash", {}, connection=conn)
+        behind = [client.schedule_task("quick", {}, connection=conn) for _ in range(20)]
+    wait_final(db, schema_name)
+    assert state_of(db, schema_name, crash) == "dead"
+    for job_id in warm + behind:
+        row = job(db, schema_name, job_id)
+        assert (row["state"], row["attempts"], row["attempt_errors"]) == ("done", 1, []), row
+    # Some did wait behind the crash: the worker put them back.
+    assert re.search(r"job \d+ \(crash, attempt 1\) gave no response", worker.log())
+    assert worker.process.poll() is None
+    assert worker.stop() == 0
