@@ -162,8 +162,8 @@ def worker(
     poll_interval: Annotated[float, typer.Option(
         min=0.01, help="Seconds between polls when no NOTIFY arrives.")] = 1.0,
     prefetch: Annotated[int, typer.Option(
-        min=0, help="Jobs a child may hold after its current one while this worker's "
-        "jobs typically take under 5 ms.")] = 2,
+        min=0, help="Most jobs a child may hold after its current one; it holds only "
+        "as many as typically run in 5 ms.")] = 8,
     no_reaper: Annotated[bool, typer.Option("--no-reaper", help="Run no reaper here.")]
     = False,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not migrate on start.")]

@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
@@ -45,9 +46,10 @@ CHILD_FENCE_AT = 0.9
 # A worker with an older renewal than this share of its lease claims nothing new.
 CLAIM_UNTIL = 0.5
 KILL_GRACE = 2.0
-# A task whose runs take less than this (on average) may have a job prefetched
-# into a busy child, so the child need not wait a round trip between jobs.
-PREFETCH_UNDER = 0.005
+# A child's line may hold about this much typical work (seconds) behind the job
+# it runs, so that it need not wait a round trip between short jobs, while a
+# job that waits there waits about this long at most.
+PREFETCH_BUDGET = 0.005
 RECONNECT_DELAY = 1.0
 
 
@@ -64,7 +66,7 @@ class WorkerConfig:
     retention: float = 7 * 24 * 3600.0
     poll_interval: float = 1.0
     log_parameters: bool = False
-    prefetch: int = 1
+    prefetch: int = 8
 
 
 @dataclass
@@ -142,12 +144,15 @@ class Worker:
         # (id, attempt, started): put back in the queue; one that never started
         # goes back as if it had not been claimed.
         self._released: list[tuple[int, int, bool]] = []
+        # Queues of the jobs just answered: the next claim looks at their heads
+        # directly, and walks every queue only when it has more children to fill.
+        self._freed_queues: list[str] = []
         self._task_names = sorted(tasks)
         # A moving average of how long jobs run here; prefetching waits until it is known.
-        self._typical_run = PREFETCH_UNDER
+        self._typical_run: float | None = None
         self._max_attempts = [tasks[name].max_attempts for name in self._task_names]
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["pgcc.runner", "psycopg"])
+        self._context.set_forkserver_preload(["__main__", "pgcc.runner", "psycopg"])
         # When the lease was last renewed (time.monotonic()), shared with the children.
         self._lease_clock: Any = self._context.RawValue("d", time.monotonic())
         self._child_config = runner.ChildConfig(config.dsn, config.schema,
@@ -164,6 +169,9 @@ class Worker:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code (0 for a clean stop)."""
         self._install_signals()
+        # The forkserver, a fresh interpreter that imports psycopg, boots while
+        # this process registers.
+        forkserver.ensure_running()
         self._wait_for_database()
         if self._stop_requested:
             return 0
@@ -341,10 +349,13 @@ class Worker:
 
     def _record_response(self, outcome: runner.Answer, job: RunningJob) -> None:
         self._finished.append(outcome[:5])
+        if job.queue is not None:
+            self._freed_queues.append(job.queue)
         self._want_claim = True
         elapsed = time.monotonic() - (job.started or time.monotonic())
         ran = outcome[5]  # measured in the child: the task's own run time
-        self._typical_run = 0.9 * self._typical_run + 0.1 * ran
+        self._typical_run = ran if self._typical_run is None \
+            else 0.9 * self._typical_run + 0.1 * ran
         if outcome[2] == "done":
             if log.isEnabledFor(logging.INFO):
                 log.info("%s done in %.1f ms", job.describe(), elapsed * 1000)
@@ -486,13 +497,15 @@ class Worker:
                 "attempts": [o[1] for o in released], "started": [o[2] for o in released],
             }))
         targets = self._claim_targets()
+        idle = sum(1 for slot in self._slots if slot.ready and not slot.jobs)
         claiming = bool(targets) and bool(self._task_names) and self._may_claim(now) \
             and (self._want_claim or now >= self._next_poll)
         if claiming:
             statements.append((self._queries["claim"], {
                 "worker": self._worker_id, "tasks": self._task_names,
                 "max_attempts": self._max_attempts, "limit": len(targets),
-                "head_limit": sum(1 for slot in self._slots if slot.ready and not slot.jobs),
+                "head_limit": idle, "queues": self._freed_queues,
+                "search": idle > len(self._freed_queues),
                 "lock_space": self._lock_space,
             }))
             # For the wake-up timer if the claim comes back short; no extra round trip.
@@ -507,6 +520,7 @@ class Worker:
             self._next_reconnect = time.monotonic() + RECONNECT_DELAY
             return
         self._finished, self._lost, self._released = [], [], []
+        self._freed_queues = []
         if finished:
             _log_stale(finished, results.pop(0), "response")
         if lost:
@@ -535,10 +549,13 @@ class Worker:
 
     def _claim_targets(self) -> list[Slot]:
         """Where claimed jobs would go, one entry per job: each idle child first;
-        then, while this worker's jobs typically take under PREFETCH_UNDER, up to
-        `prefetch` more per child, so a child need not wait a round trip between
-        jobs. A prefetched job waits behind at most `prefetch` typically-fast jobs."""
-        depth = 1 + self.config.prefetch if self._typical_run < PREFETCH_UNDER else 1
+        then more per child, up to `prefetch`, as many as typically run within
+        PREFETCH_BUDGET, so a child need not wait a round trip between short jobs."""
+        extra = 0
+        if self._typical_run is not None:
+            extra = min(self.config.prefetch,
+                        int(PREFETCH_BUDGET / max(self._typical_run, 1e-6)))
+        depth = 1 + extra
         # By position in the child's line: every idle child's first job comes first.
         return [slot for position in range(depth) for slot in self._slots
                 if slot.ready and len(slot.jobs) <= position]

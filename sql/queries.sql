@@ -89,15 +89,26 @@ SELECT id FROM renewed;
 -- %(head_limit)s of those: as many as the worker has idle children, so that a
 -- queue's job never waits in a busy child's line). One job per queue at most;
 -- a queue whose head is not due (a retry's backoff) waits for it.
-WITH RECURSIVE heads AS (
+-- Queue heads come from %(queues)s, the queues whose jobs this worker has just
+-- finished (a direct look-up each), and, when %(search)s, from a walk over
+-- every queue (one index probe per queue).
+WITH RECURSIVE walked AS (
     (SELECT j.queue, j.id FROM {schema}.jobs j
-     WHERE j.state = 'queued' AND j.queue IS NOT NULL
+     WHERE %(search)s AND j.state = 'queued' AND j.queue IS NOT NULL
      ORDER BY j.queue, j.scheduled_at, j.id LIMIT 1)
     UNION ALL
-    SELECT n.queue, n.id FROM heads h, LATERAL (
+    SELECT n.queue, n.id FROM walked h, LATERAL (
         SELECT j.queue, j.id FROM {schema}.jobs j
         WHERE j.state = 'queued' AND j.queue > h.queue
         ORDER BY j.queue, j.scheduled_at, j.id LIMIT 1
+    ) n
+), heads AS (
+    SELECT queue, id FROM walked
+    UNION
+    SELECT n.queue, n.id FROM unnest(%(queues)s::text[]) AS q(queue), LATERAL (
+        SELECT j.queue, j.id FROM {schema}.jobs j
+        WHERE j.state = 'queued' AND j.queue = q.queue
+        ORDER BY j.scheduled_at, j.id LIMIT 1
     ) n
 ), candidates AS (
     (SELECT j.id, j.run_at AS sort_at FROM {schema}.jobs j

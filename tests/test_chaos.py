@@ -387,7 +387,7 @@ def test_stale_finish_is_fenced(chaos: Chaos) -> None:
 
     def claim(worker: int) -> list[tuple[Any, ...]]:
         return run("claim", worker=worker, tasks=["chaos"], max_attempts=[10], limit=1,
-                   head_limit=1, lock_space=space)
+                   head_limit=1, queues=[], search=True, lock_space=space)
 
     def finish(worker: int, attempt: int, state: str, result: str | None) -> list[Any]:
         return run("finish", worker=worker, ids=[job], attempts=[attempt], states=[state],
