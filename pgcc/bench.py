@@ -187,7 +187,8 @@ class Bench:
                 return
             if now > deadline:
                 raise RuntimeError(f"{label}: only {done} of {total} jobs done after {timeout} s")
-            time.sleep(0.02)
+            # The figures come from the jobs' own times; polling often only costs CPU.
+            time.sleep(0.1)
 
     def enqueue_noops(self, conn: psycopg.Connection[Any], schema_name: str, total: int,
                       task: str = "noop") -> None:
@@ -265,21 +266,19 @@ class Bench:
         with self.fresh_schema(label) as name, \
                 psycopg.connect(self.dsn, autocommit=True) as conn:
             self.enqueue_noops(conn, name, total)
-            start = time.perf_counter()
+            launched = time.time()  # the same clock as the server's, on this machine
             with self.workers(name, worker_count, 10) as pids:
                 sampler = _RssSampler(pids) if rss else None
                 self.wait_done(conn, name, total, label)
-                wall = time.perf_counter() - start
                 if sampler:
                     sampler.stop()
                     self.report.add("W3-rss", "worker + 10 children RSS (peak, PSS)", "MB",
                                     sampler.peak_mb, higher_is_better=False)
             first, last = conn.execute(_q(name, "run_span")).fetchone()  # type: ignore[misc]
-        rate = total / max(1e-9, last - first)
-        self.report.add(key, f"drain, {worker_count} worker x 10", "jobs/s", rate,
-                        ref="REF-claim")
-        self.report.add(f"{key}-wall", "drain incl. worker start-up", "jobs/s", total / wall,
-                        ref="REF-claim")
+        self.report.add(key, f"drain, {worker_count} worker x 10, from launch", "jobs/s",
+                        total / max(1e-9, last - launched), ref="REF-claim")
+        self.report.add(f"{key}-steady", "drain, first start to last finish", "jobs/s",
+                        total / max(1e-9, last - first), ref="REF-claim")
 
     def w3(self) -> None:
         total = self.sizes.n(20_000, 200)

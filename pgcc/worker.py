@@ -152,7 +152,10 @@ class Worker:
         self._typical_run: float | None = None
         self._max_attempts = [tasks[name].max_attempts for name in self._task_names]
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["__main__", "pgcc.runner", "psycopg"])
+        # A child re-runs the main script's imports (multiprocessing does, and
+        # Python 3.11's forkserver ignores a "__main__" preload): for `pgcc worker`
+        # that is pgcc.cli, so the forkserver imports it once for all children.
+        self._context.set_forkserver_preload(["pgcc.cli", "pgcc.runner", "psycopg"])
         # When the lease was last renewed (time.monotonic()), shared with the children.
         self._lease_clock: Any = self._context.RawValue("d", time.monotonic())
         self._child_config = runner.ChildConfig(config.dsn, config.schema,
