@@ -136,6 +136,7 @@ class Worker:
         self._stop_requested = 0
         self._stop_deadline = 0.0
         self._want_claim = True
+        self._announced = False  # the "ready" line, once every first child is up
         self._next_poll = 0.0
         self._next_reconnect = 0.0
         # Outcomes waiting to be written: responses, no-responses, put-backs.
@@ -186,8 +187,6 @@ class Worker:
                    threading.Thread(target=self._watch, name="pgcc-watch", daemon=True)]
         for thread in threads:
             thread.start()
-        log.info("worker %s ready: %d children, tasks: %s", self._worker_id,
-                 len(self._slots), ", ".join(self._task_names) or "(none)")
         try:
             self._loop()
         finally:
@@ -339,6 +338,7 @@ class Worker:
                 if message == runner.READY:
                     slot.ready = True
                     self._want_claim = True
+                    self._announce_ready()
                     continue
                 self._record_response(message, slot.jobs.pop(0))
                 if slot.jobs:  # the child went straight on to the next one
@@ -349,6 +349,12 @@ class Worker:
             pass
         if not slot.process.is_alive():
             self._replace(slot)
+
+    def _announce_ready(self) -> None:
+        if not self._announced and all(slot.ready for slot in self._slots):
+            self._announced = True
+            log.info("worker %s ready: %d children, tasks: %s", self._worker_id,
+                     len(self._slots), ", ".join(self._task_names) or "(none)")
 
     def _record_response(self, outcome: runner.Answer, job: RunningJob) -> None:
         self._finished.append(outcome[:5])

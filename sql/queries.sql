@@ -110,23 +110,29 @@ WITH RECURSIVE walked AS (
         WHERE j.state = 'queued' AND j.queue = q.queue
         ORDER BY j.scheduled_at, j.id LIMIT 1
     ) n
-), candidates AS (
-    (SELECT j.id, j.run_at AS sort_at FROM {schema}.jobs j
-     WHERE j.state = 'queued' AND j.queue IS NULL AND j.run_at <= now()
-       AND j.task = ANY(%(tasks)s::text[])
-     ORDER BY j.run_at, j.id LIMIT %(limit)s)
-    UNION ALL
-    (SELECT j.id, j.scheduled_at FROM heads h JOIN {schema}.jobs j ON j.id = h.id
-     WHERE j.run_at <= now() AND j.task = ANY(%(tasks)s::text[])
-       AND NOT EXISTS (SELECT FROM {schema}.queue_locks l WHERE l.queue = h.queue)
-     ORDER BY j.scheduled_at, j.id LIMIT %(head_limit)s)
+), free AS (
+    -- Locked as they are read, so that rows another worker holds do not count
+    -- towards the limit: concurrent workers each get jobs.
+    SELECT j.id, j.run_at AS sort_at FROM {schema}.jobs j
+    WHERE j.state = 'queued' AND j.queue IS NULL AND j.run_at <= now()
+      AND j.task = ANY(%(tasks)s::text[])
+    ORDER BY j.run_at, j.id LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), queue_heads AS (
+    -- The advisory lock is tried in order and only until enough heads are
+    -- held: OFFSET 0 keeps it out of the subquery, after the sort.
+    SELECT c.id, c.sort_at FROM (
+        SELECT j.id, j.scheduled_at AS sort_at, j.queue FROM heads h
+        JOIN {schema}.jobs j ON j.id = h.id
+        WHERE j.state = 'queued' AND j.run_at <= now() AND j.task = ANY(%(tasks)s::text[])
+          AND NOT EXISTS (SELECT FROM {schema}.queue_locks l WHERE l.queue = h.queue)
+        ORDER BY j.scheduled_at, j.id OFFSET 0
+    ) c
+    WHERE pg_try_advisory_xact_lock(%(lock_space)s, hashtext(c.queue))
+    LIMIT %(head_limit)s
 ), picked AS (
-    SELECT j.id FROM {schema}.jobs j
-    JOIN (SELECT id, sort_at FROM candidates ORDER BY sort_at, id LIMIT %(limit)s) c
-      ON c.id = j.id
-    WHERE j.state = 'queued'
-      AND (j.queue IS NULL OR pg_try_advisory_xact_lock(%(lock_space)s, hashtext(j.queue)))
-    FOR UPDATE OF j SKIP LOCKED
+    SELECT id FROM (SELECT id, sort_at FROM free UNION ALL SELECT id, sort_at FROM queue_heads) c
+    ORDER BY sort_at, id LIMIT %(limit)s
 ), claimed AS (
     -- By id through an array, so that even a generic plan finds the rows by index.
     UPDATE {schema}.jobs j
@@ -136,7 +142,9 @@ WITH RECURSIVE walked AS (
             SELECT t.max_attempts
             FROM unnest(%(tasks)s::text[], %(max_attempts)s::int[]) AS t(task, max_attempts)
             WHERE t.task = j.task))
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    -- Still queued: a queue head is held by its advisory lock, not a row lock,
+    -- and a cancel that committed meanwhile must win.
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.state = 'queued'
     RETURNING j.id, j.task, j.parameters::text AS parameters, j.queue, j.attempts
 ), locked AS (
     INSERT INTO {schema}.queue_locks (queue, job_id, attempt, worker_id)
