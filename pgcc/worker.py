@@ -2,7 +2,9 @@
 
 One thread does the work: it waits on the children's pipes, their process
 sentinels, the LISTEN connection and a signal pipe, then writes outcomes and
-claims as many jobs as there are idle children. Two helper threads keep the
+claims in one pipelined transaction (`_exchange`): a job for each idle child,
+and for short jobs a few more to wait in a busy child's line; the next job
+of a queue whose job just ended is looked up directly. Two helper threads keep the
 lease: `_keep_lease` heartbeats (and reaps, when this worker leads), and
 `_watch` stops every running job when the lease could not be renewed in
 time, so a job is never handed out again while its old copy still runs.
