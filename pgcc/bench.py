@@ -266,7 +266,8 @@ class Bench:
         with self.fresh_schema(label) as name, \
                 psycopg.connect(self.dsn, autocommit=True) as conn:
             self.enqueue_noops(conn, name, total)
-            launched = time.time()  # the same clock as the server's, on this machine
+            # On the server's clock, like the jobs' finished_at (the server may be elsewhere).
+            launched = conn.execute(_q(name, "server_clock")).fetchone()[0]  # type: ignore[index]
             with self.workers(name, worker_count, 10) as pids:
                 sampler = _RssSampler(pids) if rss else None
                 self.wait_done(conn, name, total, label)

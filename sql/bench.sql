@@ -18,6 +18,9 @@ SELECT count(*) FROM {schema}.jobs WHERE state NOT IN ('queued', 'running');
 SELECT count(*), extract(epoch FROM clock_timestamp())::float8
 FROM {schema}.jobs WHERE state = 'done';
 
+-- name: server_clock
+SELECT extract(epoch FROM clock_timestamp())::float8;
+
 -- name: run_span
 SELECT extract(epoch FROM min(started_at))::float8, extract(epoch FROM max(finished_at))::float8
 FROM {schema}.jobs;
