@@ -43,52 +43,12 @@ from psycopg import sql
 
 from pgcc import schema as pgcc_schema
 
+# The soak runs the chaos tests' task: tests/ is a package beside this folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests import chaos_task
+
 PGCC = str(Path(sys.executable).parent / "pgcc")
 
-TASK = '''\
-import os
-import time
-
-import psycopg
-
-DSN = {dsn!r}
-LOG = {log!r}
-SPACE = {space!r}
-_conn = None
-
-
-def _execute(query, args):
-    """One statement on this child's own connection, reconnecting if it broke."""
-    global _conn
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if _conn is None or _conn.closed:
-                _conn = psycopg.connect(DSN, autocommit=True, connect_timeout=5)
-            return _conn.execute(query, args).fetchone()
-        except psycopg.OperationalError:
-            _conn = None
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def run(params, ctx):
-    queue = ctx.queue or ""
-    (row_id,) = _execute(
-        "INSERT INTO " + LOG + " (job_id, queue, attempt, pid, started_at, seen_at, lock_ok)"
-        " VALUES (%s, %s, %s, %s, clock_timestamp(), clock_timestamp(),"
-        " %s = '' OR pg_try_advisory_lock(%s, hashtext(%s))) RETURNING id",
-        (ctx.job_id, ctx.queue, ctx.attempt, os.getpid(), queue, SPACE, queue))
-    deadline = time.monotonic() + params["sleep"]
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(left, 0.1))
-        _execute("UPDATE " + LOG + " SET seen_at = clock_timestamp() WHERE id = %s"
-                 " RETURNING id", (row_id,))
-    _execute("UPDATE " + LOG + " SET ended_at = clock_timestamp(), seen_at = clock_timestamp()"
-             " WHERE id = %s RETURNING pg_advisory_unlock_all()", (row_id,))
-    return {{"pid": os.getpid(), "attempt": ctx.attempt}}
-'''
 
 
 def log_table(schema: str) -> sql.Composed:
@@ -266,14 +226,7 @@ def main() -> int:
     conn = psycopg.connect(args.dsn, autocommit=True)
     pgcc_schema.migrate(conn, schema)
     log = log_table(schema)
-    conn.execute(sql.SQL(
-        "CREATE TABLE {} (id bigserial PRIMARY KEY, job_id bigint NOT NULL, queue text,"
-        " attempt int NOT NULL, pid int NOT NULL, started_at timestamptz NOT NULL,"
-        " seen_at timestamptz NOT NULL, ended_at timestamptz, lock_ok boolean NOT NULL)"
-    ).format(log))
-    space = random.randrange(1, 2**31)
-    (tasks / "soak.py").write_text(TASK.format(dsn=args.dsn, log=log.as_string(conn),
-                                               space=space))
+    chaos_task.install(conn, log, tasks, "soak", args.dsn, random.randrange(1, 2**31))
     print(f"schema {schema}, work folder {work}", flush=True)
 
     workers = Workers(args, schema, tasks, logs)

@@ -39,61 +39,14 @@ from psycopg.conninfo import conninfo_to_dict
 from pgcc import embedded
 from pgcc import schema as pgcc_schema
 from pgcc.queries import for_schema, lock_space
+from tests import chaos_task
 from tests.proxy import Proxy
-from tests.workers import WorkerFactory, WorkerProcess, all_jobs_final, wait_for, write_task
+from tests.workers import WorkerFactory, WorkerProcess, all_jobs_final, wait_for
 
 PGCC = str(Path(sys.executable).parent / "pgcc")
 LEASE = 2.0
 FAST = ("--lease", f"{LEASE:g}", "--poll-interval", "0.2")
 
-TASK = '''\
-import os
-import time
-
-import psycopg
-
-DSN = {dsn!r}
-LOG = {log!r}
-SPACE = {space!r}
-_conn = None
-
-
-def _execute(query, args):
-    """One statement on this child's own connection; survives a database restart."""
-    global _conn
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if _conn is None or _conn.closed:
-                _conn = psycopg.connect(DSN, autocommit=True, connect_timeout=5)
-            return _conn.execute(query, args).fetchone()
-        except psycopg.OperationalError:
-            _conn = None
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def run(params, ctx):
-    queue = ctx.queue or ""
-    # The queue's lock is (re)taken at every write: a new connection after a
-    # restart must find it free too.
-    lock = "(%s = '' OR pg_try_advisory_lock(%s, hashtext(%s)))"
-    (row_id,) = _execute(
-        "INSERT INTO " + LOG + " (job_id, queue, attempt, pid, started_at, seen_at, lock_ok)"
-        " VALUES (%s, %s, %s, %s, clock_timestamp(), clock_timestamp(), " + lock + ")"
-        " RETURNING id",
-        (ctx.job_id, ctx.queue, ctx.attempt, os.getpid(), queue, SPACE, queue))
-    deadline = time.monotonic() + params["sleep"]
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(left, 0.05))
-        _execute("UPDATE " + LOG + " SET seen_at = clock_timestamp(),"
-                 " lock_ok = lock_ok AND " + lock + " WHERE id = %s RETURNING id",
-                 (queue, SPACE, queue, row_id))
-    _execute("UPDATE " + LOG + " SET ended_at = clock_timestamp(), seen_at = clock_timestamp()"
-             " WHERE id = %s RETURNING pg_advisory_unlock_all()", (row_id,))
-    return {{"pid": os.getpid(), "attempt": ctx.attempt}}
-'''
 
 
 # --- the chaos environment -----------------------------------------------------------------
@@ -164,14 +117,8 @@ class Chaos:
 
 def make_chaos(dsn: str, schema: str, tasks: Path) -> Chaos:
     conn = psycopg.connect(dsn, autocommit=True)
-    conn.execute(sql.SQL(
-        "CREATE TABLE {} (id bigserial PRIMARY KEY, job_id bigint NOT NULL, queue text,"
-        " attempt int NOT NULL, pid int NOT NULL, started_at timestamptz NOT NULL,"
-        " seen_at timestamptz NOT NULL, ended_at timestamptz, lock_ok boolean NOT NULL)"
-    ).format(sql.Identifier(schema, "log")))
-    log = sql.Identifier(schema, "log").as_string(conn)
     space = int(uuid.uuid4().int % (2**31 - 1)) + 1
-    write_task(tasks, "chaos", TASK.format(dsn=dsn, log=log, space=space))
+    chaos_task.install(conn, sql.Identifier(schema, "log"), tasks, "chaos", dsn, space)
     return Chaos(dsn, schema, tasks, conn)
 
 
