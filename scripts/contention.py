@@ -36,26 +36,12 @@ from psycopg import sql
 import pgcc
 from pgcc import schema as pgcc_schema
 
+# The contention run uses the tests' logging task: tests/ is a package beside this folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests import logged_task
+
 PGCC = str(Path(sys.executable).parent / "pgcc")
 
-TASK = '''
-import os, time
-import psycopg
-
-_conn = None
-
-def run(params, ctx):
-    global _conn
-    if _conn is None or _conn.closed:
-        _conn = psycopg.connect(os.environ["CONTENTION_LOG_DSN"], autocommit=True)
-    started = _conn.execute("SELECT clock_timestamp()").fetchone()[0]
-    time.sleep(params["sleep"])
-    _conn.execute(
-        "INSERT INTO " + os.environ["CONTENTION_LOG_TABLE"]
-        + " (job_id, queue, attempt, started, ended, pid)"
-        " VALUES (%s, %s, %s, %s, clock_timestamp(), %s)",
-        (ctx.job_id, ctx.queue, ctx.attempt, started, os.getpid()))
-'''
 
 CHECKS = """
 WITH ordered AS (
@@ -125,15 +111,8 @@ def one_rep(args: argparse.Namespace, rep: int, workdir: Path) -> dict[str, Any]
     ident = sql.Identifier(schema)
     with psycopg.connect(args.dsn, autocommit=True) as conn:
         pgcc_schema.migrate(conn, schema)
-        conn.execute(sql.SQL(
-            "CREATE TABLE {}.run_log (job_id bigint NOT NULL, queue text, attempt int NOT NULL,"
-            " started timestamptz NOT NULL, ended timestamptz NOT NULL, pid int NOT NULL)"
-        ).format(ident))
-        table = sql.SQL("{}.run_log").format(ident).as_string(conn)
-    tasks = workdir / "tasks"
-    tasks.mkdir(exist_ok=True)
-    (tasks / "logged.py").write_text(TASK)
-    env = {**os.environ, "CONTENTION_LOG_DSN": args.dsn, "CONTENTION_LOG_TABLE": table}
+        tasks = workdir / "tasks"
+        env = {**os.environ, **logged_task.install(conn, schema, args.dsn, tasks)}
     workers: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:
         for n in range(args.workers):

@@ -26,6 +26,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 import pgcc
+from tests import logged_task
 from tests.workers import (
     WorkerFactory,
     WorkerProcess,
@@ -678,45 +679,11 @@ def test_tasks_schedule_other_tasks_from_run(
 
 # --- queues under contention ----------------------------------------------------------------
 
-# Each job writes (job, queue, start, end, pid) to a log table from its own
-# connection, timestamps from the database clock.
-LOGGED_TASK = '''
-import os, time
-import psycopg
-
-_conn = None
-
-def run(params, ctx):
-    global _conn
-    if _conn is None or _conn.closed:
-        _conn = psycopg.connect(os.environ["PGCC_TEST_LOG_DSN"], autocommit=True)
-    table = os.environ["PGCC_TEST_LOG_TABLE"]
-    started = _conn.execute("SELECT clock_timestamp()").fetchone()[0]
-    if params.get("crash_on_attempt") == ctx.attempt:
-        os._exit(1)
-    time.sleep(params.get("sleep", 0.003))
-    _conn.execute(
-        f"INSERT INTO {table} (job_id, queue, attempt, started, ended, pid)"
-        " VALUES (%s, %s, %s, %s, clock_timestamp(), %s)",
-        (ctx.job_id, ctx.queue, ctx.attempt, started, os.getpid()))
-    return ctx.attempt
-'''
-
-
-def make_log_table(db: psycopg.Connection[Any], schema: str, dsn: str) -> dict[str, str]:
-    db.execute(q(schema, "CREATE TABLE {}.run_log (job_id bigint NOT NULL, queue text, "
-                 "attempt int NOT NULL, started timestamptz NOT NULL, "
-                 "ended timestamptz NOT NULL, pid int NOT NULL)"))
-    table = sql.SQL("{}.run_log").format(sql.Identifier(schema)).as_string(db)
-    return {"PGCC_TEST_LOG_DSN": dsn, "PGCC_TEST_LOG_TABLE": table}
-
-
 def test_queues_are_exclusive_and_ordered_under_contention(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, pg_dsn: str,
         client: pgcc.Client, start_worker: WorkerFactory) -> None:
     tasks = tmp_path / "tasks"
-    write_task(tasks, "logged", LOGGED_TASK)
-    env = make_log_table(db, schema_name, pg_dsn)
+    env = logged_task.install(db, schema_name, pg_dsn, tasks)
     workers = [start_worker(tasks, *FAST, "--concurrency", "8", env=env) for _ in range(3)]
     for worker in workers:
         wait_ready(worker)
@@ -763,8 +730,7 @@ def test_a_retrying_job_keeps_its_place_at_the_head_of_its_queue(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, pg_dsn: str,
         client: pgcc.Client, start_worker: WorkerFactory) -> None:
     tasks = tmp_path / "tasks"
-    write_task(tasks, "logged", LOGGED_TASK)
-    env = make_log_table(db, schema_name, pg_dsn)
+    env = logged_task.install(db, schema_name, pg_dsn, tasks)
     first = client.schedule_task("logged", {"crash_on_attempt": 1}, queue="q")
     second = client.schedule_task("logged", {}, queue="q")
     other = client.schedule_task("logged", {}, queue="elsewhere")
