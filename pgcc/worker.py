@@ -13,9 +13,11 @@ time, so a job is never handed out again while its old copy still runs.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import multiprocessing
 import os
+import select
 import selectors
 import signal
 import socket
@@ -105,6 +107,13 @@ class Slot:
         self.jobs: list[RunningJob] = []
         # Whether the child said it is up; until then it is sent no job.
         self.ready = False
+        # Connection.poll() builds a selector on every call; this is one syscall.
+        self._pipe_poll = select.poll()
+        self._pipe_poll.register(self.channel.fileno(), select.POLLIN)
+
+    def has_message(self) -> bool:
+        """Whether the child's pipe has something to read (an answer, or its end)."""
+        return bool(self._pipe_poll.poll(0))
 
     @property
     def job(self) -> RunningJob | None:
@@ -335,7 +344,7 @@ class Worker:
     def _collect(self, slot: Slot) -> None:
         """A child answered, or died."""
         try:
-            while slot.channel.poll():
+            while slot.has_message():
                 message = slot.channel.recv()
                 if message == runner.READY:
                     slot.ready = True
@@ -493,9 +502,8 @@ class Worker:
         finished, lost, released = self._finished, self._lost, self._released
         if finished:
             statements.append((self._queries["finish"], {
-                "worker": self._worker_id, "ids": [o[0] for o in finished],
-                "attempts": [o[1] for o in finished], "states": [o[2] for o in finished],
-                "results": [o[3] for o in finished], "errors": [o[4] for o in finished],
+                "worker": self._worker_id,
+                "outcomes": json.dumps(finished, ensure_ascii=False),
             }))
         if lost:
             statements.append((self._queries["retry"], {

@@ -337,8 +337,9 @@ def test_stale_finish_is_fenced(chaos: Chaos) -> None:
                    head_limit=1, queues=[], search=True, lock_space=space)
 
     def finish(worker: int, attempt: int, state: str, result: str | None) -> list[Any]:
-        return run("finish", worker=worker, ids=[job], attempts=[attempt], states=[state],
-                   results=[result], errors=["boom" if state == "failed" else None])
+        error = "boom" if state == "failed" else None
+        return run("finish", worker=worker,
+                   outcomes=json.dumps([[job, attempt, state, result, error]]))
 
     def snapshot() -> tuple[Any, ...]:
         return chaos.rows("SELECT state, attempts, worker_id, result, error, finished_at,"
