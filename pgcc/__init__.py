@@ -1,6 +1,9 @@
 """pgcc: a job queue that lives entirely in PostgreSQL."""
 
-from pgcc.client import AsyncClient, Client, Job
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from pgcc.errors import (
     ConfigurationError,
     ParameterTypeError,
@@ -9,6 +12,9 @@ from pgcc.errors import (
     StaleTaskStateError,
     TaskStateError,
 )
+
+if TYPE_CHECKING:
+    from pgcc.client import AsyncClient, Client, Job
 
 __all__ = [
     "AsyncClient",
@@ -21,3 +27,15 @@ __all__ = [
     "StaleTaskStateError",
     "TaskStateError",
 ]
+
+_CLIENT_NAMES = frozenset({"AsyncClient", "Client", "Job"})
+
+
+def __getattr__(name: str) -> Any:
+    # The client (and psycopg with it) is imported on first use, not with the
+    # package: `pgcc worker` starts its forkserver before that import.
+    if name in _CLIENT_NAMES:
+        from pgcc import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'pgcc' has no attribute {name!r}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import multiprocessing
 import os
 import select
 import selectors
@@ -24,7 +23,6 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
@@ -34,7 +32,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgcc import runner
+from pgcc import forkserver, runner
 from pgcc.database import Link
 from pgcc.queries import channel, for_schema, lock_space
 from pgcc.reaper import REAP_INTERVAL, Reaper
@@ -163,11 +161,7 @@ class Worker:
         # A moving average of how long jobs run here; prefetching waits until it is known.
         self._typical_run: float | None = None
         self._max_attempts = [tasks[name].max_attempts for name in self._task_names]
-        self._context = multiprocessing.get_context("forkserver")
-        # A child re-runs the main script's imports (multiprocessing does, and
-        # Python 3.11's forkserver ignores a "__main__" preload): for `pgcc worker`
-        # that is pgcc.cli, so the forkserver imports it once for all children.
-        self._context.set_forkserver_preload(["pgcc.cli", "pgcc.runner", "psycopg"])
+        self._context = forkserver.context()
         # When the lease was last renewed (time.monotonic()), shared with the children.
         self._lease_clock: Any = self._context.RawValue("d", time.monotonic())
         self._child_config = runner.ChildConfig(config.dsn, config.schema,
@@ -184,9 +178,9 @@ class Worker:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code (0 for a clean stop)."""
         self._install_signals()
-        # The forkserver, a fresh interpreter that imports psycopg, boots while
+        # Already running when started by `pgcc worker`; else it boots while
         # this process registers.
-        forkserver.ensure_running()
+        forkserver.start()
         self._wait_for_database()
         if self._stop_requested:
             return 0
