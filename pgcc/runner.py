@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import json
 import os
+import pickle
 import re
 import select
 import signal
@@ -41,6 +42,17 @@ Outcome = tuple[int, int, str, str | None, str | None]
 Answer = tuple[int, int, str, str | None, str | None, float]
 # The child's first message: it is up and may be sent jobs.
 READY = "ready"
+
+
+def send(channel: Connection, message: object) -> None:
+    """Send over a worker-child pipe. Plain pickle: Connection.send builds a
+    ForkingPickler (and copies its reducer table) for every message."""
+    channel.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+
+def receive(channel: Connection) -> Any:
+    """The next message from a worker-child pipe (see send)."""
+    return pickle.loads(channel.recv_bytes())
 
 
 @dataclass
@@ -240,10 +252,10 @@ def child_main(channel: Connection, config: ChildConfig) -> None:
             env.task(name)
     # Only now may the worker claim jobs for us: a job's started_at is not stamped
     # while the child that will run it is still starting.
-    channel.send(READY)
+    send(channel, READY)
     while True:
         try:
-            batch: list[JobMessage] | None = channel.recv()
+            batch: list[JobMessage] | None = receive(channel)
         except (EOFError, OSError):
             break
         if batch is None:
@@ -253,7 +265,7 @@ def child_main(channel: Connection, config: ChildConfig) -> None:
             started = time.perf_counter()
             outcome = _run(env, message)
             running.clear()
-            channel.send((*outcome, time.perf_counter() - started))
+            send(channel, (*outcome, time.perf_counter() - started))
     if env.client is not None:
         env.client.close()
     if env.async_client is not None:

@@ -147,6 +147,10 @@ class Worker:
         self._want_claim = True
         self._announced = False  # the "ready" line, once every first child is up
         self._next_poll = 0.0
+        # Whether _next_poll already allows for every delayed job this worker
+        # could know of: until new jobs are announced or its retries delay some,
+        # a claim that comes back short need not ask again.
+        self._due_known = False
         self._next_reconnect = 0.0
         # Outcomes waiting to be written: responses, no-responses, put-backs.
         self._finished: list[tuple[int, int, str, str | None, str | None]] = []
@@ -328,6 +332,7 @@ class Worker:
             pgconn.consume_input()
             while pgconn.notifies() is not None:
                 self._want_claim = True
+                self._due_known = False
         except psycopg.Error as exc:
             log.warning("LISTEN connection lost (%s); polling until it is back",
                         _first_line(exc))
@@ -337,9 +342,11 @@ class Worker:
 
     def _collect(self, slot: Slot) -> None:
         """A child answered, or died."""
+        answered = False
         try:
             while slot.has_message():
-                message = slot.channel.recv()
+                message = runner.receive(slot.channel)
+                answered = True
                 if message == runner.READY:
                     slot.ready = True
                     self._want_claim = True
@@ -348,7 +355,9 @@ class Worker:
                 self._record_response(message, slot.jobs.pop(0))
                 if slot.jobs:  # the child went straight on to the next one
                     slot.jobs[0].started = time.monotonic()
-            if slot.process.is_alive():
+            if answered:
+                # Whether it died too is for the next round: its sentinel stays
+                # readable, and a round with nothing to read looks.
                 return
         except (EOFError, OSError):
             pass
@@ -477,6 +486,7 @@ class Worker:
             self._listen = conn
             self._selector.register(conn.fileno(), selectors.EVENT_READ, "listen")
             self._want_claim = True
+            self._due_known = False  # announcements may have been missed meanwhile
         except psycopg.OperationalError:
             self._next_reconnect = time.monotonic() + RECONNECT_DELAY
 
@@ -521,7 +531,10 @@ class Worker:
                 "search": idle > len(self._freed_queues),
                 "lock_space": self._lock_space,
             }))
-            # For the wake-up timer if the claim comes back short; no extra round trip.
+        # For the wake-up timer if the claim comes back short, in the same round
+        # trip; only when something may have changed it.
+        asking_due = claiming and (not self._due_known or bool(lost) or now >= self._next_poll)
+        if asking_due:
             statements.append((self._queries["next_due"], {"tasks": self._task_names}))
         if not statements or not self._connected():
             return
@@ -555,10 +568,13 @@ class Worker:
             for slot, batch in batches.items():
                 # If the child is dying, _collect records its jobs as lost.
                 with contextlib.suppress(OSError):
-                    slot.channel.send(batch)
+                    runner.send(slot.channel, batch)
             self._want_claim = len(rows) == len(targets)
+        if asking_due:
+            next_due = results.pop(0)[0][0]
+            self._due_known = True
             if not self._want_claim:
-                self._schedule_poll(results.pop(0)[0][0])
+                self._schedule_poll(next_due)
 
     def _claim_targets(self) -> list[Slot]:
         """Where claimed jobs would go, one entry per job: each idle child first;
@@ -671,7 +687,7 @@ class Worker:
     def _shutdown(self) -> None:
         for slot in self._slots:
             with contextlib.suppress(OSError):
-                slot.channel.send(None)
+                runner.send(slot.channel, None)
         deadline = time.monotonic() + 2
         for slot in self._slots:
             slot.process.join(timeout=max(0.0, deadline - time.monotonic()))
