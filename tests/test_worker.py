@@ -372,6 +372,27 @@ def test_crashes_are_retried_after_backoff_then_dead(
     assert worker.stop() == 0
 
 
+def test_a_crashed_job_runs_again_after_its_backoff_without_waiting_for_a_poll(
+        tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
+        start_worker: WorkerFactory) -> None:
+    """A retry announces nothing: the worker that wrote it sets its own timer for it."""
+    tasks = tmp_path / "tasks"
+    runs = tmp_path / "runs.jsonl"
+    write_task(tasks, "crash_once", RECORD + (
+        "import os\n"
+        "def run(params, ctx):\n"
+        "    record(params['log'], attempt=ctx.attempt)\n"
+        "    if ctx.attempt == 1:\n"
+        "        os._exit(1)\n"))
+    worker = start_worker(tasks, "--lease", "2", "--poll-interval", "30")
+    wait_ready(worker)
+    job_id = client.schedule_task("crash_once", {"log": str(runs)})
+    row = wait_state(db, schema_name, job_id, "done", timeout=10)
+    assert row["attempts"] == 2
+    first, second = records(runs)
+    assert 0.85 <= second["t"] - first["t"] <= 5, second["t"] - first["t"]
+
+
 # --- no response: timeouts -----------------------------------------------------------------
 
 
@@ -748,6 +769,19 @@ def test_a_retrying_job_keeps_its_place_at_the_head_of_its_queue(
     # B waited through A's backoff: it started after A's second attempt had ended.
     assert started[second] >= rows[first]
     assert b["started_at"] >= a["finished_at"]
+
+
+def test_the_package_and_the_command_entry_import_no_client() -> None:
+    """`pgcc worker` starts its forkserver before psycopg and the CLI are imported,
+    which only helps while the package and its entry point stay light."""
+    code = ("import sys, pgcc, pgcc.__main__\n"
+            "print(sorted(m for m in ('psycopg', 'typer', 'pgcc.client', 'pgcc.cli')"
+            " if m in sys.modules))\n"
+            "import pgcc.client\n"
+            "print(pgcc.Client is pgcc.client.Client, pgcc.Job is pgcc.client.Job)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.splitlines() == ["[]", "True True"]
 
 
 def test_children_are_reused_across_jobs(
