@@ -13,6 +13,7 @@ time, so a job is never handed out again while its old copy still runs.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -53,6 +54,9 @@ KILL_GRACE = 2.0
 # job that waits there waits about this long at most.
 PREFETCH_BUDGET = 0.005
 RECONNECT_DELAY = 1.0
+# The claim position before every job: a claim from here reads jobs without a
+# queue from the front of the line.
+FRONT = (dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc), 0)
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,12 @@ class Worker:
         # could know of: until new jobs are announced or its retries delay some,
         # a claim that comes back short need not ask again.
         self._due_known = False
+        # (run_at, id) of the last job without a queue this worker claimed: the
+        # next claim reads on from there while a backlog lasts (see the claim
+        # query), and from the front when anything may have joined the line
+        # before it, and at least once per poll interval.
+        self._free_after = FRONT
+        self._next_front_read = 0.0
         self._next_reconnect = 0.0
         # Outcomes waiting to be written: responses, no-responses, put-backs.
         self._finished: list[tuple[int, int, str, str | None, str | None]] = []
@@ -333,6 +343,8 @@ class Worker:
             while pgconn.notifies() is not None:
                 self._want_claim = True
                 self._due_known = False
+                # An insert that committed late holds an earlier run_at.
+                self._free_after = FRONT
         except psycopg.Error as exc:
             log.warning("LISTEN connection lost (%s); polling until it is back",
                         _first_line(exc))
@@ -486,7 +498,9 @@ class Worker:
             self._listen = conn
             self._selector.register(conn.fileno(), selectors.EVENT_READ, "listen")
             self._want_claim = True
-            self._due_known = False  # announcements may have been missed meanwhile
+            # Announcements may have been missed meanwhile.
+            self._due_known = False
+            self._free_after = FRONT
         except psycopg.OperationalError:
             self._next_reconnect = time.monotonic() + RECONNECT_DELAY
 
@@ -523,6 +537,8 @@ class Worker:
         idle = sum(1 for slot in self._slots if slot.ready and not slot.jobs)
         claiming = bool(targets) and bool(self._task_names) and self._may_claim(now) \
             and (self._want_claim or now >= self._next_poll)
+        # Jobs put back keep their place, before the position.
+        free_after = FRONT if released or now >= self._next_front_read else self._free_after
         if claiming:
             statements.append((self._queries["claim"], {
                 "worker": self._worker_id, "tasks": self._task_names,
@@ -530,6 +546,7 @@ class Worker:
                 "head_limit": idle, "queues": self._freed_queues,
                 "search": idle > len(self._freed_queues),
                 "lock_space": self._lock_space,
+                "free_after_run_at": free_after[0], "free_after_id": free_after[1],
             }))
         # For the wake-up timer if the claim comes back short, in the same round
         # trip; only when something may have changed it.
@@ -570,11 +587,24 @@ class Worker:
                 with contextlib.suppress(OSError):
                     runner.send(slot.channel, batch)
             self._want_claim = len(rows) == len(targets)
+            self._note_claim_position(rows, free_after, now)
         if asking_due:
             next_due = results.pop(0)[0][0]
             self._due_known = True
             if not self._want_claim:
                 self._schedule_poll(next_due)
+
+    def _note_claim_position(self, rows: list[tuple[Any, ...]],
+                             free_after: tuple[dt.datetime, int], now: float) -> None:
+        if free_after is FRONT:
+            self._next_front_read = now + self.config.poll_interval
+        if not self._want_claim:
+            # A short claim: the line may have run dry, so the next one starts over.
+            self._free_after = FRONT
+            return
+        taken = [(row[5], row[0]) for row in rows if row[3] is None]
+        if taken:
+            self._free_after = max(taken)
 
     def _claim_targets(self) -> list[Slot]:
         """Where claimed jobs would go, one entry per job: each idle child first;
@@ -595,7 +625,7 @@ class Worker:
                 and now - self._renewed_at <= CLAIM_UNTIL * self.config.lease)
 
     def _dispatch(self, slot: Slot, job_id: int, task: str, parameters: str,
-                  queue: str | None, attempt: int) -> runner.JobMessage:
+                  queue: str | None, attempt: int, _run_at: dt.datetime) -> runner.JobMessage:
         """Put a claimed job in the child's line; returns the message to send it."""
         spec = self.tasks[task]
         job = RunningJob(job_id, task, attempt, queue, spec.timeout or self.config.timeout)

@@ -92,6 +92,12 @@ SELECT id FROM renewed;
 -- Queue heads come from %(queues)s, the queues whose jobs this worker has just
 -- finished (a direct look-up each), and, when %(search)s, from a walk over
 -- every queue (one index probe per queue).
+-- Jobs without a queue are read after (%(free_after_run_at)s, %(free_after_id)s)
+-- in claim order: through a backlog the worker passes the last job it took, so
+-- that the scan starts past the index entries of jobs claimed since the last
+-- vacuum instead of stepping over all of them; from time to time it passes the
+-- start of time and reads from the front. Each claimed row comes back with its
+-- run_at, for the next such position.
 WITH RECURSIVE walked AS (
     (SELECT j.queue, j.id FROM {schema}.jobs j
      WHERE %(search)s AND j.state = 'queued' AND j.queue IS NOT NULL
@@ -115,6 +121,7 @@ WITH RECURSIVE walked AS (
     -- towards the limit: concurrent workers each get jobs.
     SELECT j.id, j.run_at AS sort_at FROM {schema}.jobs j
     WHERE j.state = 'queued' AND j.queue IS NULL AND j.run_at <= now()
+      AND (j.run_at, j.id) > (%(free_after_run_at)s::timestamptz, %(free_after_id)s::bigint)
       AND j.task = ANY(%(tasks)s::text[])
     ORDER BY j.run_at, j.id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -145,12 +152,12 @@ WITH RECURSIVE walked AS (
     -- Still queued: a queue head is held by its advisory lock, not a row lock,
     -- and a cancel that committed meanwhile must win.
     WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.state = 'queued'
-    RETURNING j.id, j.task, j.parameters::text AS parameters, j.queue, j.attempts
+    RETURNING j.id, j.task, j.parameters::text AS parameters, j.queue, j.attempts, j.run_at
 ), locked AS (
     INSERT INTO {schema}.queue_locks (queue, job_id, attempt, worker_id)
     SELECT queue, id, attempts, %(worker)s FROM claimed WHERE queue IS NOT NULL
 )
-SELECT id, task, parameters, queue, attempts FROM claimed;
+SELECT id, task, parameters, queue, attempts, run_at FROM claimed;
 
 -- name: running_of_worker
 SELECT id, attempts FROM {schema}.jobs WHERE worker_id = %(worker)s AND state = 'running';

@@ -39,6 +39,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pgcc import embedded
 from pgcc import schema as pgcc_schema
 from pgcc.queries import for_schema, lock_space
+from pgcc.worker import FRONT
 from tests import chaos_task
 from tests.proxy import Proxy
 from tests.workers import WorkerFactory, WorkerProcess, all_jobs_final, wait_for
@@ -334,7 +335,8 @@ def test_stale_finish_is_fenced(chaos: Chaos) -> None:
 
     def claim(worker: int) -> list[tuple[Any, ...]]:
         return run("claim", worker=worker, tasks=["chaos"], max_attempts=[10], limit=1,
-                   head_limit=1, queues=[], search=True, lock_space=space)
+                   head_limit=1, queues=[], search=True, lock_space=space,
+                   free_after_run_at=FRONT[0], free_after_id=FRONT[1])
 
     def finish(worker: int, attempt: int, state: str, result: str | None) -> list[Any]:
         error = "boom" if state == "failed" else None

@@ -7,6 +7,7 @@ open while another claims, which a worker under load does all the time.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 import pgcc
 from pgcc.queries import Queries, for_schema, lock_space
+from pgcc.worker import FRONT
 
 
 class Claimer:
@@ -31,10 +33,12 @@ class Claimer:
     def run(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
         return self.conn.execute(self.queries[name], params).fetchall()
 
-    def claim(self, limit: int) -> list[tuple[Any, ...]]:
+    def claim(self, limit: int, after: tuple[dt.datetime, int] = FRONT
+              ) -> list[tuple[Any, ...]]:
         return self.run("claim", worker=self.worker, tasks=["t"], max_attempts=[10],
                         limit=limit, head_limit=limit, queues=[], search=True,
-                        lock_space=self.space)
+                        lock_space=self.space, free_after_run_at=after[0],
+                        free_after_id=after[1])
 
 
 @pytest.fixture
@@ -76,3 +80,20 @@ def test_a_cancel_that_commits_during_a_claim_wins(
     assert client.get_job(head).state == "cancelled"  # type: ignore[union-attr]
     locks = db.execute(f'SELECT count(*) FROM "{schema_name}".queue_locks').fetchone()
     assert locks == (0,)
+
+
+def test_a_claim_reads_on_from_its_position_and_from_the_front_when_asked(
+        client: pgcc.Client, claimers: tuple[Claimer, Claimer]) -> None:
+    """Through a backlog a worker claims on from the last job it took; a job put
+    back before that position is found by a claim from the front."""
+    claimer, _ = claimers
+    ids = [client.schedule_task("t", {}) for _ in range(4)]
+    taken = claimer.claim(limit=2)
+    assert [row[0] for row in taken] == ids[:2]
+    position = max((row[5], row[0]) for row in taken)
+    back = claimer.run("release", worker=claimer.worker, ids=[ids[0]], attempts=[1],
+                       started=[False])
+    assert back == [(ids[0],)]
+    assert [row[0] for row in claimer.claim(limit=1, after=position)] == [ids[2]]
+    assert [row[0] for row in claimer.claim(limit=1)] == [ids[0]]
+    assert [row[0] for row in claimer.claim(limit=5, after=position)] == [ids[3]]
