@@ -5,11 +5,12 @@
 
 Starts --workers `pgcc worker` processes on a fresh schema, schedules --jobs jobs
 over --queues queues (spread over --minutes, so the kills hit a busy queue the
-whole time), kills one worker at random every --kill-every seconds and starts a
-new one in its place, until every job is final. Each job writes a start row and
-an end row with clock_timestamp() into a log table from its own connection, and
-holds a per-queue advisory lock while it runs (a second copy of a queue's job
-that starts while the first still runs cannot take it). The report:
+whole time; a --free-share of them without a queue), kills one worker at random
+every --kill-every seconds and starts a new one in its place, until every job is
+final. Each job writes a start row and an end row with clock_timestamp() into a
+log table from its own connection, and holds a per-queue advisory lock while it
+runs (a second copy of a queue's job that starts while the first still runs
+cannot take it). The report:
 
 - lost: jobs not final at the end (must be 0)
 - overlapping: runs of one queue whose intervals overlap, or that found the
@@ -103,7 +104,8 @@ def schedule(conn: psycopg.Connection[Any], schema: str, args: argparse.Namespac
     query = sql.SQL("SELECT {}.schedule_tasks(%s::jsonb)").format(sql.Identifier(schema))
     for i in range(args.jobs):
         at = start + dt.timedelta(seconds=spread * i / max(1, args.jobs))
-        batch.append({"task": "soak", "queue": f"q{i % args.queues}", "at": at.isoformat(),
+        queue = None if random.random() < args.free_share else f"q{i % args.queues}"
+        batch.append({"task": "soak", "queue": queue, "at": at.isoformat(),
                       "parameters": {"sleep": round(random.uniform(*args.job_seconds), 3)}})
         if len(batch) == 2000:
             conn.execute(query, [json.dumps(batch)])
@@ -137,7 +139,7 @@ def report(conn: psycopg.Connection[Any], schema: str, args: argparse.Namespace,
             SELECT started_at, max(coalesce(ended_at, seen_at)) OVER (
                 PARTITION BY queue ORDER BY started_at, id
                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_end
-            FROM {log}) r
+            FROM {log} WHERE queue IS NOT NULL) r
         WHERE started_at < previous_end""").format(log=log))
     lock_taken = one(sql.SQL("SELECT count(*) FROM {log} WHERE NOT lock_ok").format(log=log))
     reruns = one(sql.SQL("""
@@ -170,7 +172,8 @@ def report(conn: psycopg.Connection[Any], schema: str, args: argparse.Namespace,
         return sum(path.read_text(errors="replace").count(text) for path in logs.iterdir())
 
     print()
-    print(f"soak report ({args.jobs} jobs, {args.queues} queues, {args.workers} workers x "
+    print(f"soak report ({args.jobs} jobs, {args.queues} queues, {args.free_share:.0%} without "
+          f"one, {args.workers} workers x "
           f"{args.concurrency} children, lease {args.lease:g} s, poll {args.poll_interval:g} s)")
     print(f"  elapsed                     {elapsed:.0f} s")
     print(f"  final states                {json.dumps(final, sort_keys=True)} (total {total})")
@@ -204,6 +207,8 @@ def main() -> int:
                         or os.environ.get("PGCC_DSN"), required=False)
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--queues", type=int, default=50)
+    parser.add_argument("--free-share", type=float, default=0.0,
+                        help="share of the jobs without a queue, 0-1")
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--minutes", type=float, default=5)
