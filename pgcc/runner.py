@@ -162,7 +162,7 @@ def _run(env: _Environment, message: JobMessage) -> Outcome:
         result.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError
         if _NUL_ESCAPE.search(result):
             raise ValueError("it holds a NUL character, which PostgreSQL cannot store")
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         return job_id, attempt, "failed", None, \
             _storable(f"run returned a value that is not JSON: {exc}")
     return job_id, attempt, "done", result, None

@@ -15,6 +15,9 @@ from typing import Any
 from pgcc.errors import ConfigurationError, ParameterTypeError, ScheduleError
 
 NAME_LIMIT = 200
+# Deeper parameters are refused: Python's JSON encoder and decoder recurse once
+# per level and give up near 1,000, here and in the worker's children.
+MAX_DEPTH = 500
 MAX_AFTER_MS = 100 * 36525 * 24 * 3600 * 1000 // 100  # 100 years, as in check_job (SQL)
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,57}")
@@ -58,7 +61,7 @@ def _key_path(parent: str, key: str) -> str:
     return f"{parent}[{json.dumps(key)}]"
 
 
-def _check_value(value: object, path: str) -> None:
+def _check_value(value: object, path: str, depth: int = 0) -> None:
     where = path or "parameters"
     kind = type(value)
     if value is None or kind is bool or kind is int:
@@ -70,9 +73,12 @@ def _check_value(value: object, path: str) -> None:
     if kind is str:
         _check_text(value, where)  # type: ignore[arg-type]
         return
+    if isinstance(value, list | dict) and depth >= MAX_DEPTH:
+        shown = where if len(where) <= 60 else where[:60] + "..."
+        raise ScheduleError(f"parameters: {shown} is nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, list):
         for index, element in enumerate(value):
-            _check_value(element, f"{path}[{index}]")
+            _check_value(element, f"{path}[{index}]", depth + 1)
         return
     if isinstance(value, dict):
         for key, item in value.items():
@@ -87,7 +93,7 @@ def _check_value(value: object, path: str) -> None:
             kind = type(item)
             if item is None or kind is int or kind is bool or (kind is str and _plain_text(item)):
                 continue
-            _check_value(item, _key_path(path, key))
+            _check_value(item, _key_path(path, key), depth + 1)
         return
     hint = " (pass ids, not objects)" if kind not in (tuple, set, bytes, frozenset) else ""
     raise ParameterTypeError(
@@ -147,6 +153,8 @@ def load_parameters(text: str) -> dict[str, Any]:
         value = json.loads(text, parse_constant=float, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise ScheduleError(f"parameters are not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ScheduleError(f"parameters are nested more than {MAX_DEPTH} levels deep") from None
     if type(value) is not dict:
         raise ScheduleError(f"parameters must be a JSON object, not {_json_type(value)}")
     _check_value(value, "")

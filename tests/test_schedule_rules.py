@@ -197,6 +197,14 @@ def deep(value: Any) -> dict[str, Any]:
     return {"a": {"b": [0, 1, value]}}
 
 
+def nested(levels: int) -> dict[str, Any]:
+    """{"a": [[...]]}, `levels` containers deep."""
+    value: list[Any] = []
+    for _ in range(levels - 2):
+        value = [value]
+    return {"a": value}
+
+
 BAD_PARAMETERS_PY = [
     pytest.param([1, 2], "parameters", id="list"),
     pytest.param("text", "parameters", id="string"),
@@ -219,6 +227,8 @@ BAD_PARAMETERS_PY = [
     pytest.param(deep("\ud800"), "a.b[2]", id="lone-surrogate"),
     pytest.param({"x": [{"y": {"z": [float("nan")]}}]}, "x[0].y.z[0]", id="deeper"),
     pytest.param({"odd key": [float("inf")]}, '["odd key"][0]', id="odd-key"),
+    pytest.param(nested(501), "a[0][0]", id="nested-501-deep"),
+    pytest.param(nested(5000), "nested more than 500 levels deep", id="nested-5000-deep"),
 ]
 
 # Names that break the rules. NUL cannot travel in PostgreSQL text or in argv,
@@ -501,6 +511,11 @@ def test_python_parameters_size_limit(db, door):
     assert job_row(db, door.schema, job_id)["parameters"] == doc_of_size(LIMIT)
 
 
+def test_python_accepts_parameters_500_levels_deep(db, door):
+    job_id = door.schedule_task("t", nested(500))
+    assert job_row(db, door.schema, job_id)["parameters"] == nested(500)
+
+
 def test_python_schedules_a_job(db, door):
     job_id = door.schedule_task("othertask", {"myvalue": 42, "nested": {"list": [1, "two", None,
                                                                          True, 2.5]}},
@@ -666,6 +681,10 @@ def _cli_cases() -> list[CliCase]:
         CliCase("nul-in-key", ("clitask", '{"a": {"b": [0, 1, {"k\\u0000": 1}]}}'), "a.b[2]"),
         CliCase("duplicate-key", ("clitask", '{"a": 1, "a": 2}'), "twice"),
         CliCase("not-json", ("clitask", '{"a": '), "JSON"),
+        CliCase("nested-600-deep", ("clitask", '{"a": ' + "[" * 599 + "]" * 599 + "}"),
+                "nested more than 500 levels deep"),
+        CliCase("nested-5000-deep", ("clitask", "[" * 5000 + "]" * 5000),
+                "nested more than 500 levels deep"),
         CliCase("too-big", ("clitask", json.dumps(doc_of_size(1001))), "bytes"),
         CliCase("at-and-after", ("clitask", "{}", "--at", "2030-01-01T00:00:00+00:00",
                                  "--after", "1000"), "after"),

@@ -273,9 +273,10 @@ def test_results_and_errors_postgresql_cannot_store_fail_the_job_not_the_worker(
         "surrogate_result": "{'s': b'\\xff'.decode('utf-8', 'surrogateescape')}",
         "nan_result": "{'x': float('nan')}",
         "set_result": "{1, 2}",
+        "too_deep_result": "functools.reduce(lambda inner, _: [inner], range(5000), [])",
     }
     for name, value in returns.items():
-        write_task(tasks, name, f"def run(params):\n    return {value}\n")
+        write_task(tasks, name, f"import functools\ndef run(params):\n    return {value}\n")
     write_task(tasks, "nul_error", "def run(params):\n    raise ValueError('bad \\x00 byte')\n")
     write_task(tasks, "surrogate_error", (
         "def run(params):\n"
