@@ -581,7 +581,7 @@ class Worker:
             rows.sort(key=lambda row: row[3] is None)
             batches: dict[Slot, list[runner.JobMessage]] = {}
             for slot, row in zip(targets, rows, strict=False):
-                batches.setdefault(slot, []).append(self._dispatch(slot, *row))
+                batches.setdefault(slot, []).append(self._dispatch(slot, *row[:5]))
             for slot, batch in batches.items():
                 # If the child is dying, _collect records its jobs as lost.
                 with contextlib.suppress(OSError):
@@ -625,7 +625,7 @@ class Worker:
                 and now - self._renewed_at <= CLAIM_UNTIL * self.config.lease)
 
     def _dispatch(self, slot: Slot, job_id: int, task: str, parameters: str,
-                  queue: str | None, attempt: int, _run_at: dt.datetime) -> runner.JobMessage:
+                  queue: str | None, attempt: int) -> runner.JobMessage:
         """Put a claimed job in the child's line; returns the message to send it."""
         spec = self.tasks[task]
         job = RunningJob(job_id, task, attempt, queue, spec.timeout or self.config.timeout)
