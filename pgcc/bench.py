@@ -344,14 +344,18 @@ class Bench:
                     first_start = conn.execute(_q(name, "first_start")).fetchone()[0]  # type: ignore[index]
                     time.sleep(0.01)
                 deadline = time.monotonic() + window
-                while time.monotonic() < deadline:
+                done = 0
+                while done < backlog and time.monotonic() < deadline:
                     done = conn.execute(_q(name, "jobs_done")).fetchone()[0]  # type: ignore[index]
                     self.progress(f"W6: {done:,} done of {backlog:,}")
-                    time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+                    time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
                 done, now = conn.execute(_q(name, "jobs_done")).fetchone()  # type: ignore[misc]
+                if done >= backlog:
+                    # Drained within the window: the rate is over the drain, not the window.
+                    now = conn.execute(_q(name, "run_span")).fetchone()[1]  # type: ignore[index]
         rate = done / (now - first_start)
-        self.report.add("W6", f"drain at a {backlog:,} backlog, first {window:g} s", "jobs/s",
-                        rate, ref="REF-claim")
+        self.report.add("W6", f"drain at a {backlog:,} backlog, first {window:g} s or until "
+                        "drained", "jobs/s", rate, ref="REF-claim")
 
 
 def _percentile(values: list[float], pct: float) -> float:
