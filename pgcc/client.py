@@ -51,28 +51,34 @@ class Job:
 
 def _checked_job(task: str, parameters: Mapping[str, Any] | None, at: dt.datetime | None,
                  after: Delay | None, queue: str | None) -> dict[str, Any]:
-    check_name("task", task)
+    """One job's fields, checked in the order every door checks them; queue, at
+    and after are left out when they are not given."""
+    job: dict[str, Any] = {"task": check_name("task", task)}
     if queue is not None:
-        check_name("queue", queue)
-    checked_at, millis = check_timing(at, after)
-    return {"task": task, "parameters": check_parameters(parameters), "at": checked_at,
-            "after": millis, "queue": queue}
+        job["queue"] = check_name("queue", queue)
+    if at is not None or after is not None:
+        checked_at, millis = check_timing(at, after)
+        if checked_at is not None:
+            job["at"] = checked_at
+        if millis is not None:
+            job["after"] = millis
+    job["parameters"] = check_parameters(parameters)
+    return job
 
 
 def schedule_params(task: str, parameters: Mapping[str, Any] | None, at: dt.datetime | None,
                     after: Delay | None, queue: str | None) -> dict[str, Any]:
     """One job's arguments for the schedule_task SQL function, checked."""
     job = _checked_job(task, parameters, at, after, queue)
-    job["parameters"] = dump_json(job["parameters"])
-    return job
+    return {"task": job["task"], "parameters": dump_json(job["parameters"]),
+            "at": job.get("at"), "after": job.get("after"), "queue": job.get("queue")}
 
 
 def bulk_payload(jobs: Iterable[Mapping[str, Any]]) -> str:
     """A JSON array for the schedule_tasks SQL function, every job checked.
 
-    Keys left at their default (no queue, at or after) are left out: the SQL
-    function reads a missing key as null, and a shorter document is cheaper
-    to parse and scan there."""
+    Keys not given (queue, at, after) are left out: the SQL function reads a
+    missing key as null, and a shorter document is cheaper to parse and scan."""
     items = []
     for index, job in enumerate(jobs):
         if type(job) is not dict and not isinstance(job, Mapping):
@@ -83,24 +89,12 @@ def bulk_payload(jobs: Iterable[Mapping[str, Any]]) -> str:
         if "task" not in job:
             raise ScheduleError(f"jobs[{index}]: task is missing")
         try:
-            # The order of _checked_job: task, queue, timing, parameters.
-            task = check_name("task", job["task"])
-            queue = job.get("queue")
-            if queue is not None:
-                check_name("queue", queue)
-            at, after = job.get("at"), job.get("after")
-            if at is not None or after is not None:
-                at, after = check_timing(at, after)
-            item: dict[str, Any] = {"task": task,
-                                    "parameters": check_parameters(job.get("parameters"))}
+            item = _checked_job(job["task"], job.get("parameters"), job.get("at"),
+                                job.get("after"), job.get("queue"))
         except ScheduleError as exc:
             raise type(exc)(f"jobs[{index}]: {exc}") from None
-        if queue is not None:
-            item["queue"] = queue
-        if at is not None:
-            item["at"] = at.isoformat()
-        if after is not None:
-            item["after"] = after
+        if "at" in item:
+            item["at"] = item["at"].isoformat()
         items.append(item)
     return dump_json(items)
 

@@ -596,7 +596,7 @@ class Worker:
 
     def _note_claim_position(self, rows: list[tuple[Any, ...]],
                              free_after: tuple[dt.datetime, int], now: float) -> None:
-        if free_after is FRONT:
+        if free_after == FRONT:
             self._next_front_read = now + self.config.poll_interval
         if not self._want_claim:
             # A short claim: the line may have run dry, so the next one starts over.
