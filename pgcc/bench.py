@@ -214,6 +214,7 @@ class Bench:
                 conn.execute("SELECT set_config('search_path', %s, false)", [f'"{name}"'])
                 conn.execute((folder / "ref_setup.sql").read_bytes())
             cycle, insert = folder / "claim_cycle.sql", folder / "single_insert.sql"
+            enqueue = folder / "schedule_task.sql"
             for rep in range(self.reps):
                 self.progress(f"REF rep {rep + 1}/{self.reps}: pgbench claim-and-complete")
                 with psycopg.connect(self.dsn, autocommit=True) as conn:
@@ -227,6 +228,12 @@ class Bench:
                 tps = _run_pgbench(pgbench, self.dsn, name, insert, 1, self.sizes.n(5_000, 200))
                 self.report.add("REF-insert", "pgbench single-row INSERT, 1 client",
                                 "rows/s", tps)
+                # Not a limit of PostgreSQL but of pgcc's own SQL door, with no client
+                # cost: how much of W1's gap to REF-insert lies in the server.
+                self.progress(f"REF rep {rep + 1}/{self.reps}: pgbench schedule_task")
+                tps = _run_pgbench(pgbench, self.dsn, name, enqueue, 1, self.sizes.n(5_000, 200))
+                self.report.add("SQL-enqueue", "pgbench SELECT schedule_task(...), 1 client",
+                                "jobs/s", tps, ref="REF-insert")
 
     def w1(self) -> None:
         total = self.sizes.n(5_000, 100)
@@ -317,11 +324,16 @@ class Bench:
         for rep in range(self.reps):
             with self.fresh_schema("w5") as name, Client(self.dsn, schema=name) as client, \
                     psycopg.connect(self.dsn, autocommit=True) as conn:
-                client.schedule_tasks({"task": "serial_probe", "queue": f"q{i % queues}",
-                                       "parameters": {"sleep": 0.002}} for i in range(total))
                 self.progress(f"W5 rep {rep + 1}/{self.reps}: {total:,} jobs over "
                               f"{queues} queues, 2 workers x 10")
                 with self.workers(name, 2, 10):
+                    # Both workers up before the jobs arrive: the figure is the
+                    # queues' pace, not how far apart two workers finish starting.
+                    self.wait_ready(conn, name, 2)
+                    time.sleep(1)
+                    client.schedule_tasks({"task": "serial_probe", "queue": f"q{i % queues}",
+                                           "parameters": {"sleep": 0.002}}
+                                          for i in range(total))
                     self.wait_done(conn, name, total, "W5")
                 rows = conn.execute(_q(name, "serial_runs")).fetchall()
             first = min(r[3] for r in rows if r[3] is not None)
