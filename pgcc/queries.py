@@ -16,7 +16,16 @@ _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 def _texts(filename: str) -> dict[str, str]:
     text = resources.files("pgcc.sql").joinpath(filename).read_text(encoding="utf-8")
     parts = _NAME.split(text)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    return {name: _without_comment_lines(body)
+            for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def _without_comment_lines(body: str) -> str:
+    """The statement without its whole-line comments, which are for the reader:
+    psycopg caches its parse of a query only up to 4 kB, and the claim with its
+    comments and a long schema name is longer."""
+    return "\n".join(line for line in body.strip().splitlines()
+                     if not line.lstrip().startswith("--"))
 
 
 class Queries:
