@@ -32,6 +32,9 @@ from pgcc.embedded import pg_binary
 from pgcc.queries import for_schema
 
 WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W6")
+# Seconds from a worker's registration until its children are up, with room to
+# spare on a slow machine (~0.5 s here).
+CHILDREN_START = 1.0
 Progress = Callable[[str], None]
 
 
@@ -172,6 +175,11 @@ class Bench:
                 raise RuntimeError("workers did not start within 60 s")
             time.sleep(0.01)
 
+    def wait_started(self, conn: psycopg.Connection[Any], schema_name: str, count: int) -> None:
+        """Every worker registered, and long enough since for its children to be up."""
+        self.wait_ready(conn, schema_name, count)
+        time.sleep(CHILDREN_START)
+
     def wait_done(self, conn: psycopg.Connection[Any], schema_name: str, total: int,
                   label: str, timeout: float = 600) -> None:
         query = _q(schema_name, "jobs_final")
@@ -302,8 +310,7 @@ class Bench:
             with self.fresh_schema("w4") as name, Client(self.dsn, schema=name) as client, \
                     psycopg.connect(self.dsn, autocommit=True) as conn, \
                     self.workers(name, 1, 10):
-                self.wait_ready(conn, name, 1)
-                time.sleep(1)  # let the children finish starting
+                self.wait_started(conn, name, 1)
                 self.progress(f"W4 rep {rep + 1}/{self.reps}: one job every 20 ms for "
                               f"{seconds:g} s")
                 count = int(seconds / 0.02)
@@ -329,8 +336,7 @@ class Bench:
                 with self.workers(name, 2, 10):
                     # Both workers up before the jobs arrive: the figure is the
                     # queues' pace, not how far apart two workers finish starting.
-                    self.wait_ready(conn, name, 2)
-                    time.sleep(1)
+                    self.wait_started(conn, name, 2)
                     client.schedule_tasks({"task": "serial_probe", "queue": f"q{i % queues}",
                                            "parameters": {"sleep": 0.002}}
                                           for i in range(total))

@@ -1,7 +1,8 @@
 -- Named queries pgcc runs. Each block starts with "-- name: NAME".
 -- {schema} is filled with the environment's schema as a quoted identifier
 -- (psycopg.sql.Identifier); values are always bound as parameters.
--- Braces appear nowhere else in this file.
+-- Braces appear nowhere else in this file. Whole-line comments are for the
+-- reader and are not sent (pgcc/queries.py).
 
 -- name: schedule_task
 SELECT {schema}.schedule_task(%(task)s, %(parameters)s::jsonb, %(at)s, %(after)s, %(queue)s);

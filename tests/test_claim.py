@@ -99,7 +99,7 @@ def test_a_claim_reads_on_from_its_position_and_from_the_front_when_asked(
     assert [row[0] for row in claimer.claim(limit=5, after=position)] == [ids[3]]
 
 
-def test_every_query_fits_psycopgs_parse_cache_for_the_longest_schema_name() -> None:
+def test_the_workers_queries_fit_psycopgs_parse_cache_for_the_longest_schema_name() -> None:
     # psycopg parses a query for its placeholders on every run unless it is at
     # most 4 kB (then it caches the parse): the claim runs many times a second.
     queries = for_schema("s" * 63)
