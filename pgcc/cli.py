@@ -17,14 +17,16 @@ import psycopg
 import typer
 
 from pgcc import bench as bench_module
-from pgcc import embedded, schema, status, tasks
+from pgcc import embedded, schema, status
 from pgcc import reaper as reaper_module
 from pgcc.bench import WORKLOADS
 from pgcc.client import Client
 from pgcc.database import DEFAULT_SCHEMA, connect, resolve_dsn
 from pgcc.errors import ConfigurationError, PgccError
 from pgcc.validation import load_parameters, parse_at
-from pgcc.worker import Worker, WorkerConfig
+from pgcc.worker import probe
+from pgcc.worker.config import WorkerConfig
+from pgcc.worker.supervisor import Worker
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="pgcc: a job queue that lives entirely in PostgreSQL.")
@@ -181,7 +183,7 @@ def worker(
     with _errors():
         if not tasks_dir.is_dir():
             raise ConfigurationError(f"--tasks {tasks_dir}: no such folder")
-        found, broken = tasks.discover(tasks_dir)
+        found, broken = probe.discover(tasks_dir)
         for bad in broken:
             logging.getLogger("pgcc.worker").error("task %s not loaded: %s", bad.path, bad.error)
             logging.getLogger("pgcc.worker").debug("%s", bad.detail)
@@ -190,12 +192,12 @@ def worker(
             with connect(resolved) as conn:
                 schema.migrate(conn, schema_name)
         config = WorkerConfig(
-            dsn=resolved, schema=schema_name, tasks_dir=tasks_dir.resolve(),
+            dsn=resolved, schema=schema_name, tasks_dir=tasks_dir.resolve(), tasks=found,
             concurrency=concurrency or 2 * (os.cpu_count() or 1), timeout=timeout,
             lease=lease, grace=grace, reaper=not no_reaper, retention=retention,
             poll_interval=poll_interval, log_parameters=verbose, prefetch=prefetch,
         )
-        code = Worker(config, found).run()
+        code = Worker(config).run()
     raise typer.Exit(code)
 
 

@@ -15,6 +15,8 @@ from pgcc.errors import ConfigurationError
 from pgcc.validation import check_schema
 
 DEFAULT_SCHEMA = "pgcc"
+# Seconds a long-running process waits for a new connection to its server.
+LINK_CONNECT_TIMEOUT = 5
 _prepared: set[tuple[str, str]] = set()
 
 
@@ -41,10 +43,33 @@ def connect(dsn: str, **kwargs: object) -> psycopg.Connection[tuple[object, ...]
         raise ConfigurationError(f"cannot connect to PostgreSQL: {first}") from exc
 
 
+# A statement a long-running process sends: its name (for logs), text and parameters.
+Statement = tuple[str, str, Any]
+Rows = list[tuple[Any, ...]]
+
+
+class StatementFailed(Exception):
+    """A statement sent through a Link failed; `results` holds those of the
+    transactions of the call that were committed before it."""
+
+    def __init__(self, name: str, cause: BaseException, results: list[list[Rows]]) -> None:
+        super().__init__(f"{name}: {cause}")
+        self.name = name
+        self.cause = cause
+        self.results = results
+
+    @property
+    def committed(self) -> int:
+        return len(self.results)
+
+
 class Link:
     """The connection a long-running process keeps: opened on demand, dropped
     when it fails (the caller retries later), and cut by a watchdog when a
-    call hangs, e.g. on a network that silently stopped forwarding."""
+    call hangs, e.g. on a network that silently stopped forwarding.
+
+    Used by one thread; `cut_if_stuck` is the one method another thread (the
+    watchdog) may call."""
 
     def __init__(self, dsn: str, *, application_name: str = "pgcc",
                  idle_timeout: float | None = None, generic_plans: bool = False) -> None:
@@ -66,9 +91,12 @@ class Link:
 
     def connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed:
+            # UTF8 on the wire whatever the database's encoding: text that the
+            # database cannot hold is then refused by the server for one
+            # statement, not by the driver for the whole connection.
             self._conn = psycopg.connect(
-                self._dsn, autocommit=True, connect_timeout=5,
-                application_name=self._application_name,
+                self._dsn, autocommit=True, connect_timeout=LINK_CONNECT_TIMEOUT,
+                application_name=self._application_name, client_encoding="UTF8",
             )
             self._fd = self._conn.pgconn.socket
             if self._generic_plans:
@@ -106,6 +134,56 @@ class Link:
         except psycopg.OperationalError:
             self.close()
             raise
+        finally:
+            self._call_started = None
+
+    def transactions(self, groups: list[list[Statement]]) -> list[list[Rows]]:
+        """Each group of statements as a transaction of its own, in order and in
+        one round trip: a failing group leaves the ones before it committed and
+        the ones after it not run. Raises StatementFailed naming the group's
+        statements.
+
+        One pipeline with a COMMIT after each group but the last: the server
+        commits at each COMMIT, and after an error skips everything up to the
+        pipeline's end, where the failed transaction is rolled back. A lone
+        statement is sent plainly: psycopg's pipeline costs more."""
+        results: list[list[Rows]] = []
+        names = "connect"
+        conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        commits: list[Any] = []
+        cursors: list[list[Any]] = []
+        try:
+            conn = self.connection()
+            self._call_started = time.monotonic()
+            if len(groups) == 1 and len(groups[0]) == 1:
+                names, query, params = groups[0][0]
+                cur = conn.execute(query, params)
+                return [[cur.fetchall() if cur.description else []]]
+            with conn.pipeline():
+                for index, group in enumerate(groups):
+                    names = ", ".join(name for name, _, _ in group)
+                    cursors.append([conn.execute(query, params) for _, query, params in group])
+                    if index < len(groups) - 1:
+                        commits.append(conn.execute("COMMIT"))
+            for group_cursors in cursors:
+                results.append([cur.fetchall() if cur.description else []
+                                for cur in group_cursors])
+            return results
+        except Exception as exc:
+            # The groups whose COMMIT ran are committed.
+            done = sum(1 for cur in commits if cur.pgresult is not None
+                       and cur.statusmessage == "COMMIT")
+            if commits and done < len(groups):
+                names = ", ".join(name for name, _, _ in groups[done])
+            results = []
+            with contextlib.suppress(psycopg.Error):
+                results = [[cur.fetchall() if cur.description else [] for cur in group]
+                           for group in cursors[:done]]
+            # A server's refusal leaves the session usable; anything else may not.
+            if not (isinstance(exc, psycopg.Error) and exc.sqlstate) or conn is None \
+                    or conn.broken:
+                self.close()
+            raise StatementFailed(names, exc, results) from exc
         finally:
             self._call_started = None
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
-import psycopg
-
-from pgcc.database import Link
+from pgcc.database import Link, Rows, StatementFailed
+from pgcc.policy import ErrorClass, classify, describe
 from pgcc.queries import channel, for_schema, lock_space
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 REAP_INTERVAL = 0.25
 PRUNE_INTERVAL = 60.0
 PRUNE_BATCH = 1000
-PRUNE_BATCHES_PER_TICK = 20
+# One tick prunes for at most this long; while eligible rows are left, the
+# next tick goes on (so pruning keeps up with any rate), between reaps.
+PRUNE_SLICE = 1.0
 DEFAULT_RETENTION = 7 * 24 * 3600.0
 
 
@@ -43,10 +45,12 @@ class Reaper:
     def lead(self, link: Link) -> bool:
         """Become the leader if no one else is; stays so while `link` lives."""
         if not self._leader or not link.connected:
-            rows = link.execute(self._queries["try_lead_reaper"],
-                                {"lock_space": lock_space(self._schema)})
+            rows = self._run(link, "try_lead_reaper", {"lock_space": lock_space(self._schema)})
             self._leader = bool(rows[0][0])
         return self._leader
+
+    def _run(self, link: Link, name: str, params: Any = None) -> Rows:
+        return link.transactions([[(name, self._queries[name], params)]])[0][0]
 
     def forget_leadership(self) -> None:
         self._leader = False
@@ -54,17 +58,18 @@ class Reaper:
     def tick(self, link: Link) -> ReapResult:
         """One pass: reap, clear stale queue locks, and prune when due."""
         # With parameters (none), so that the query's %% reaches PostgreSQL as %.
-        requeued, dead, removed = link.execute(self._queries["reap"], {})[0]
-        link.execute(self._queries["clear_stale_queue_locks"])
+        requeued, dead, removed = self._run(link, "reap", {})[0]
+        self._run(link, "clear_stale_queue_locks")
         if requeued:
             # Idle workers learn when the requeued jobs are due (after their backoff)
             # now, not at their next poll.
-            link.execute("SELECT pg_notify(%s, '')", [channel(self._schema)])
+            link.transactions([[("notify", "SELECT pg_notify(%s, '')",
+                                 [channel(self._schema)])]])
         pruned = 0
         now = time.monotonic()
         if now >= self._next_prune:
-            self._next_prune = now + PRUNE_INTERVAL
-            pruned = self.prune(link)
+            pruned, finished = self.prune(link, PRUNE_SLICE)
+            self._next_prune = now + (PRUNE_INTERVAL if finished else 0.0)
         if requeued or dead or removed:
             log.warning("reaper: %d jobs of stopped workers requeued, %d dead, %d workers removed",
                         requeued, dead, removed)
@@ -72,16 +77,19 @@ class Reaper:
             log.info("reaper: pruned %d finished jobs", pruned)
         return ReapResult(requeued, dead, removed, pruned)
 
-    def prune(self, link: Link) -> int:
+    def prune(self, link: Link, budget: float | None = None) -> tuple[int, bool]:
+        """Delete finished jobs past the retention in batches, for at most
+        `budget` seconds (None: until none is left). Returns how many, and
+        whether none is left."""
         total = 0
-        for _ in range(PRUNE_BATCHES_PER_TICK):
-            conn = link.connection()
-            cur = conn.execute(self._queries["prune"],
-                               {"retention": self._retention, "batch": PRUNE_BATCH})
-            total += cur.rowcount
-            if cur.rowcount < PRUNE_BATCH:
-                break
-        return total
+        deadline = None if budget is None else time.monotonic() + budget
+        while True:
+            rows = self._run(link, "prune", {"retention": self._retention, "batch": PRUNE_BATCH})
+            total += len(rows)
+            if len(rows) < PRUNE_BATCH:
+                return total, True
+            if deadline is not None and time.monotonic() >= deadline:
+                return total, False
 
 
 def run(dsn: str, schema: str, *, once: bool, retention: float) -> ReapResult | None:
@@ -92,7 +100,11 @@ def run(dsn: str, schema: str, *, once: bool, retention: float) -> ReapResult | 
     link = Link(dsn, application_name="pgcc reaper", idle_timeout=5.0)
     if once:
         try:
-            return reaper.tick(link)
+            result = reaper.tick(link)
+            # --once prunes everything eligible, not one slice of it.
+            pruned, _ = reaper.prune(link)
+            return ReapResult(result.requeued, result.dead, result.workers_removed,
+                              result.pruned + pruned)
         finally:
             link.close()
     waited = False
@@ -103,9 +115,13 @@ def run(dsn: str, schema: str, *, once: bool, retention: float) -> ReapResult | 
             elif not waited:
                 log.info("reaper: another reaper leads; standing by")
                 waited = True
-        except psycopg.OperationalError as exc:
+        except StatementFailed as failure:
             reaper.forget_leadership()
-            log.warning("reaper: database unavailable (%s); retrying",
-                        str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+            if classify(failure.cause) is ErrorClass.CONNECTION:
+                link.close()
+                log.warning("reaper: database unavailable (%s); retrying",
+                            describe(failure.cause))
+            else:
+                log.error("reaper: %s failed: %s", failure.name, describe(failure.cause))
             time.sleep(2)
         time.sleep(REAP_INTERVAL)

@@ -1,11 +1,11 @@
 """The child process: runs one job at a time for the worker, for as long as it lives.
 
-A new child first says it is ready. Then the worker sends lists of jobs, each
-(job id, task, parameters as JSON text, attempt, queue), one list per round
-of claims; the child runs them in order and answers each as it ends: (job id,
-attempt, state, result as JSON text, error, run seconds). A child
-that dies before answering has given no response, and the worker retries
-the job elsewhere.
+A new child first says it is `Ready`. Then the worker sends lists of
+`JobOrder`s, one list per round of claims; the child runs them in order and
+sends an `Answer` for each as it ends (pgcc.worker.messages). A child that
+dies before answering has given no response, and the worker retries the job
+elsewhere. The child reads and writes its pipe blocking; the worker never
+blocks on it (pgcc.worker.pool).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import contextlib
 import ctypes
 import json
 import os
-import pickle
 import re
 import select
 import signal
@@ -30,29 +29,41 @@ from typing import Any
 from pgcc import tasks
 from pgcc.client import AsyncClient, Client, Delay
 from pgcc.taskstate import AsyncTaskStates, TaskStates
+from pgcc.worker import framing
+from pgcc.worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
 
 # Exit code of a child whose task ran out of memory (MemoryError): the worker
 # reports it as such rather than as a plain crash.
 OUT_OF_MEMORY_EXIT = 86
 _PR_SET_PDEATHSIG = 1
 
-JobMessage = tuple[int, str, str, int, str | None]
-Outcome = tuple[int, int, str, str | None, str | None]
-# What the child sends back: the outcome, and how long the task ran (seconds).
-Answer = tuple[int, int, str, str | None, str | None, float]
-# The child's first message: it is up and may be sent jobs.
-READY = "ready"
+# An error text longer than this is cut: it is for a human to read.
+MAX_ERROR_CHARS = 64 * 1024
 
 
-def send(channel: Connection, message: object) -> None:
-    """Send over a worker-child pipe. Plain pickle: Connection.send builds a
-    ForkingPickler (and copies its reducer table) for every message."""
-    channel.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+class _Pipe:
+    """The child's end of its pipe to the worker, read and written blocking."""
 
+    def __init__(self, channel: Connection) -> None:
+        self._channel = channel  # kept: closing it closes the descriptor
+        self._fd = channel.fileno()
+        os.set_blocking(self._fd, True)
+        self._decoder = framing.Decoder()
+        self._inbox: list[Any] = []
 
-def receive(channel: Connection) -> Any:
-    """The next message from a worker-child pipe (see send)."""
-    return pickle.loads(channel.recv_bytes())
+    def send(self, message: object) -> None:
+        data = memoryview(framing.encode(message))
+        while data:
+            data = data[os.write(self._fd, data):]
+
+    def receive(self) -> Any:
+        """The next message; EOFError once the worker has closed its end."""
+        while not self._inbox:
+            chunk = os.read(self._fd, 1 << 20)
+            if not chunk:
+                raise EOFError
+            self._inbox.extend(self._decoder.feed(chunk))
+        return self._inbox.pop(0)
 
 
 @dataclass
@@ -61,6 +72,8 @@ class ChildConfig:
     schema: str
     tasks_dir: str
     preload: list[str] = field(default_factory=list)
+    # The largest result a job may return (bytes of JSON): the parameters' limit.
+    max_result_bytes: int = 1 << 20
     # Set in the worker when it builds the config: the process the child dies with.
     worker_pid: int = field(default_factory=os.getpid)
     # A shared double: when the worker last renewed its lease (time.monotonic(),
@@ -138,8 +151,9 @@ class AsyncJobContext(_JobFields):
         return self._env.aio_client().taskstate
 
 
-def _run(env: _Environment, message: JobMessage) -> Outcome:
-    job_id, task_name, parameters, attempt, queue = message
+def _run(env: _Environment, order: JobOrder) -> tuple[JobState, str | None, str | None]:
+    """Run one job: its state, result (JSON text) and error."""
+    job_id, task_name, parameters, attempt, queue = order
     try:
         task = env.task(task_name)
         params = json.loads(parameters)
@@ -155,17 +169,22 @@ def _run(env: _Environment, message: JobMessage) -> Outcome:
     except (Exception, SystemExit) as exc:
         summary = f"{type(exc).__name__}: {exc}"
         error = f"{summary}\n\n{traceback.format_exc()}"
-        return job_id, attempt, "failed", None, _storable(error)
+        return JobState.FAILED, None, _storable(error)
     try:
         result = json.dumps(value, allow_nan=False, ensure_ascii=False)
         # What PostgreSQL cannot store would fail the worker's write, not the job.
-        result.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError
+        size = len(result.encode("utf-8"))  # a lone surrogate raises UnicodeEncodeError
         if _NUL_ESCAPE.search(result):
             raise ValueError("it holds a NUL character, which PostgreSQL cannot store")
     except (TypeError, ValueError, RecursionError) as exc:
-        return job_id, attempt, "failed", None, \
+        return JobState.FAILED, None, \
             _storable(f"run returned a value that is not JSON: {exc}")
-    return job_id, attempt, "done", result, None
+    if size > env.config.max_result_bytes:
+        return JobState.FAILED, None, (
+            f"run returned a result of {size} bytes as JSON; the limit is "
+            f"{env.config.max_result_bytes} bytes (the parameters limit, "
+            "max_parameters_bytes): store large data elsewhere and return its id")
+    return JobState.DONE, result, None
 
 
 # A \u0000 escape in JSON text: preceded by an even number of backslashes.
@@ -173,7 +192,11 @@ _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _storable(text: str) -> str:
-    """Error text PostgreSQL can store: no NUL, valid UTF-8."""
+    """Error text PostgreSQL can store: no NUL, valid UTF-8, of a readable length."""
+    if len(text) > MAX_ERROR_CHARS:
+        cut = len(text) - MAX_ERROR_CHARS
+        text = f"{text[:MAX_ERROR_CHARS // 2]}\n... ({cut} characters cut) ...\n" \
+            f"{text[-MAX_ERROR_CHARS // 2:]}"
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
@@ -237,13 +260,19 @@ def _exists(pid: int) -> bool:
     return True
 
 
+def ignore_stop_signals() -> None:
+    """SIGTERM and SIGINT for the process group (systemd's stop, Ctrl-C in a
+    terminal) are for the worker: it decides what becomes of running jobs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def child_main(channel: Connection, config: ChildConfig) -> None:
+    ignore_stop_signals()
     _die_with_parent()
     _die_with_worker(config.worker_pid)
     running = _stop_when_lease_lapses(config)
-    # Ctrl-C in a terminal reaches the whole process group; the worker decides.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    pipe = _Pipe(channel)
     env = _Environment(config)
     # Import the tasks now, so a job's first run does not pay for it. A module
     # that fails here fails its job later, with the error.
@@ -252,20 +281,21 @@ def child_main(channel: Connection, config: ChildConfig) -> None:
             env.task(name)
     # Only now may the worker claim jobs for us: a job's started_at is not stamped
     # while the child that will run it is still starting.
-    send(channel, READY)
+    pipe.send(Ready(os.getpid()))
     while True:
         try:
-            batch: list[JobMessage] | None = receive(channel)
+            batch: list[JobOrder] | None = pipe.receive()
         except (EOFError, OSError):
             break
-        if batch is None:
+        if batch is SHUTDOWN:
             break
-        for message in batch:
+        for order in batch:
             running.set()
             started = time.perf_counter()
-            outcome = _run(env, message)
+            state, result, error = _run(env, order)
             running.clear()
-            send(channel, (*outcome, time.perf_counter() - started))
+            pipe.send(Answer(order.id, order.attempt, state, result, error,
+                             time.perf_counter() - started))
     if env.client is not None:
         env.client.close()
     if env.async_client is not None:

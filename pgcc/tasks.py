@@ -15,17 +15,33 @@ from typing import Any
 from pgcc.validation import check_name
 
 DEFAULT_MAX_ATTEMPTS = 10
+# A longer timeout than this (a year) is a mistake, and would overflow timers.
+MAX_TIMEOUT = 366 * 24 * 3600.0
+# The most attempts a job may be given (the jobs table refuses more).
+MAX_ATTEMPTS_LIMIT = 1000
 
 
 @dataclass(frozen=True)
-class Task:
+class TaskInfo:
+    """What the worker needs to know of a task; found by importing it in a child."""
+
     name: str
     path: Path
-    run: Callable[..., Any]
     wants_ctx: bool
     is_async: bool
     timeout: float | None
     max_attempts: int
+
+
+@dataclass(frozen=True)
+class Task(TaskInfo):
+    """A task module loaded in the process that runs it."""
+
+    run: Callable[..., Any]
+
+    def info(self) -> TaskInfo:
+        return TaskInfo(self.name, self.path, self.wants_ctx, self.is_async, self.timeout,
+                        self.max_attempts)
 
 
 @dataclass(frozen=True)
@@ -70,12 +86,15 @@ def load(path: Path) -> Task:
         raise TaskLoadError(f"{path}: run must take (params) or (params, ctx)")
     timeout = getattr(module, "timeout", None)
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        isinstance(timeout, bool) or not isinstance(timeout, int | float)
+        or not 0 < timeout < MAX_TIMEOUT
     ):
-        raise TaskLoadError(f"{path}: timeout must be a positive number of seconds")
+        raise TaskLoadError(f"{path}: timeout must be a positive number of seconds, "
+                            "less than a year")
     max_attempts = getattr(module, "max_attempts", DEFAULT_MAX_ATTEMPTS)
-    if type(max_attempts) is not int or max_attempts < 1:
-        raise TaskLoadError(f"{path}: max_attempts must be a positive int")
+    if type(max_attempts) is not int or not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
+        raise TaskLoadError(f"{path}: max_attempts must be an int from 1 to "
+                            f"{MAX_ATTEMPTS_LIMIT}, not {max_attempts!r}")
     return Task(
         name=name, path=path, run=run, wants_ctx=len(positional) == 2,
         is_async=inspect.iscoroutinefunction(run),
@@ -83,17 +102,29 @@ def load(path: Path) -> Task:
     )
 
 
+def module_paths(folder: Path) -> list[Path]:
+    """The task modules of a folder: every `*.py` not starting with `_`."""
+    return [path for path in sorted(folder.glob("*.py")) if not path.name.startswith("_")]
+
+
+def try_load(path: Path) -> Task | BrokenTask:
+    """The task, or why it cannot be used."""
+    try:
+        return load(path)
+    except (Exception, SystemExit) as exc:  # a module may even call sys.exit()
+        error = str(exc) if isinstance(exc, TaskLoadError) else f"{type(exc).__name__}: {exc}"
+        return BrokenTask(path, error, traceback.format_exc())
+
+
 def discover(folder: Path) -> tuple[dict[str, Task], list[BrokenTask]]:
-    """Every task in `folder`, and the modules that failed to load (with why)."""
+    """Every task in `folder`, and the modules that failed to load (with why).
+    Imports them in this process: the worker does it in a child (see probe)."""
     tasks: dict[str, Task] = {}
     broken: list[BrokenTask] = []
-    for path in sorted(folder.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
-        try:
-            tasks[path.stem] = load(path)
-        except (Exception, SystemExit) as exc:  # a module may even call sys.exit()
-            error = str(exc) if isinstance(exc, TaskLoadError) else \
-                f"{type(exc).__name__}: {exc}"
-            broken.append(BrokenTask(path, error, traceback.format_exc()))
+    for path in module_paths(folder):
+        loaded = try_load(path)
+        if isinstance(loaded, Task):
+            tasks[loaded.name] = loaded
+        else:
+            broken.append(loaded)
     return tasks, broken

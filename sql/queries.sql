@@ -96,9 +96,10 @@ SELECT id FROM renewed;
 -- Jobs without a queue are read after (%(free_after_run_at)s, %(free_after_id)s)
 -- in claim order: through a backlog the worker passes the last job it took, so
 -- that the scan starts past the index entries of jobs claimed since the last
--- vacuum instead of stepping over all of them; from time to time it passes the
--- start of time and reads from the front. Each claimed row comes back with its
--- run_at, for the next such position.
+-- vacuum instead of stepping over all of them; from time to time it passes
+-- '-infinity' and reads from the front. Claimed rows come back in claim
+-- order, each with its run_at as text, for the next such position: text, so
+-- that no value of the column can fail to load in the worker.
 WITH RECURSIVE walked AS (
     (SELECT j.queue, j.id FROM {schema}.jobs j
      WHERE %(search)s AND j.state = 'queued' AND j.queue IS NOT NULL
@@ -121,8 +122,8 @@ WITH RECURSIVE walked AS (
     -- Locked as they are read, so that rows another worker holds do not count
     -- towards the limit: concurrent workers each get jobs.
     SELECT j.id, j.run_at AS sort_at FROM {schema}.jobs j
-    WHERE j.state = 'queued' AND j.queue IS NULL AND j.run_at <= now()
-      AND (j.run_at, j.id) > (%(free_after_run_at)s::timestamptz, %(free_after_id)s::bigint)
+    WHERE j.state = 'queued' AND j.queue IS NULL AND j.run_at <= now() AND j.attempts < 1000000
+      AND (j.run_at, j.id) > (%(free_after_run_at)s::text::timestamptz, %(free_after_id)s::bigint)
       AND j.task = ANY(%(tasks)s::text[])
     ORDER BY j.run_at, j.id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -133,6 +134,7 @@ WITH RECURSIVE walked AS (
         SELECT j.id, j.scheduled_at AS sort_at, j.queue FROM heads h
         JOIN {schema}.jobs j ON j.id = h.id
         WHERE j.state = 'queued' AND j.run_at <= now() AND j.task = ANY(%(tasks)s::text[])
+          AND j.attempts < 1000000
           AND NOT EXISTS (SELECT FROM {schema}.queue_locks l WHERE l.queue = h.queue)
         ORDER BY j.scheduled_at, j.id OFFSET 0
     ) c
@@ -158,14 +160,16 @@ WITH RECURSIVE walked AS (
     INSERT INTO {schema}.queue_locks (queue, job_id, attempt, worker_id)
     SELECT queue, id, attempts, %(worker)s FROM claimed WHERE queue IS NOT NULL
 )
-SELECT id, task, parameters, queue, attempts, run_at FROM claimed;
+SELECT id, task, parameters, queue, attempts, run_at::text FROM claimed ORDER BY run_at, id;
 
 -- name: running_of_worker
 SELECT id, attempts FROM {schema}.jobs WHERE worker_id = %(worker)s AND state = 'running';
 
 -- name: next_due
--- When the next job this worker could run becomes due, for its wake-up timer:
--- the first in run_at order of each claim index (jobs without and with a queue).
+-- In how many seconds the next job this worker could run becomes due, for its
+-- wake-up timer: the first in run_at order of each claim index (jobs without
+-- and with a queue). Epochs are subtracted, not timestamps, so that no run_at
+-- can overflow the interval type.
 SELECT extract(epoch FROM least(
     (SELECT run_at FROM {schema}.jobs
      WHERE state = 'queued' AND queue IS NULL AND run_at > now()
@@ -175,7 +179,10 @@ SELECT extract(epoch FROM least(
      WHERE state = 'queued' AND queue IS NOT NULL AND run_at > now()
        AND task = ANY(%(tasks)s::text[])
      ORDER BY run_at LIMIT 1)
-) - now())::float8;
+))::float8 - extract(epoch FROM now())::float8;
+
+-- name: max_parameters_bytes
+SELECT value::bigint FROM {schema}.settings WHERE key = 'max_parameters_bytes';
 
 -- name: finish
 -- Records responses (done or failed), given as one JSON array of
@@ -308,11 +315,12 @@ WHERE NOT EXISTS (
 
 -- name: prune
 -- One small batch of finished jobs past the retention; SKIP LOCKED so it never
--- waits on (or blocks) a claim.
+-- waits on (or blocks) a claim. The reaper repeats it until a batch comes back short.
 DELETE FROM {schema}.jobs WHERE id IN (
     SELECT id FROM {schema}.jobs
     WHERE state IN ('done', 'failed', 'dead', 'cancelled')
       AND finished_at < now() - make_interval(secs => %(retention)s)
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
-);
+)
+RETURNING id;

@@ -39,7 +39,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pgcc import embedded
 from pgcc import schema as pgcc_schema
 from pgcc.queries import for_schema, lock_space
-from pgcc.worker import FRONT
+from pgcc.worker.exchange import FRONT
 from tests import chaos_task
 from tests.proxy import Proxy
 from tests.workers import WorkerFactory, WorkerProcess, all_jobs_final, wait_for

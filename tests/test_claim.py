@@ -7,7 +7,6 @@ open while another claims, which a worker under load does all the time.
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 
 import pgcc
 from pgcc.queries import Queries, for_schema, lock_space
-from pgcc.worker import FRONT
+from pgcc.worker.exchange import FRONT
 
 
 class Claimer:
@@ -33,7 +32,7 @@ class Claimer:
     def run(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
         return self.conn.execute(self.queries[name], params).fetchall()
 
-    def claim(self, limit: int, after: tuple[dt.datetime, int] = FRONT
+    def claim(self, limit: int, after: tuple[str, int] = FRONT
               ) -> list[tuple[Any, ...]]:
         return self.run("claim", worker=self.worker, tasks=["t"], max_attempts=[10],
                         limit=limit, head_limit=limit, queues=[], search=True,

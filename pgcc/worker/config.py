@@ -1,0 +1,77 @@
+"""A worker's settings and the timing rules its parts share."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pgcc.database import LINK_CONNECT_TIMEOUT
+from pgcc.tasks import TaskInfo
+
+# Share of the lease after which a worker that could not renew it stops its jobs.
+FENCE_AT = 0.8
+# Share of the lease after which a child stops its own job if the worker has not:
+# a frozen worker (SIGSTOP, a paused machine) cannot, and its lease runs out.
+CHILD_FENCE_AT = 0.9
+# A worker with an older renewal than this share of its lease claims nothing new.
+CLAIM_UNTIL = 0.5
+# A child's line may hold about this much typical work (seconds) behind the job
+# it runs, so that it need not wait a round trip between short jobs, while a
+# job that waits there waits about this long at most.
+PREFETCH_BUDGET = 0.005
+# How long a child that was told to stop has before it is killed.
+CHILD_EXIT_GRACE = 2.0
+# Answers not yet written, past which the worker claims nothing new until they are.
+MAX_PENDING_OUTCOMES = 10_000
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    dsn: str
+    schema: str
+    tasks_dir: Path
+    concurrency: int
+    tasks: dict[str, TaskInfo] = field(default_factory=dict)
+    timeout: float = 600.0
+    lease: float = 30.0
+    grace: float = 30.0
+    reaper: bool = True
+    retention: float = 7 * 24 * 3600.0
+    poll_interval: float = 1.0
+    log_parameters: bool = False
+    prefetch: int = 8
+
+    @property
+    def task_names(self) -> list[str]:
+        return sorted(self.tasks)
+
+    def stall_limit(self) -> float:
+        """How long a part may go without progress before the worker gives up on
+        it: a lease, and the time a connection attempt may take, for a part that
+        waits on an unreachable server is not stuck (its calls are cut after half
+        a lease, and its connection attempts end after LINK_CONNECT_TIMEOUT)."""
+        return self.lease + LINK_CONNECT_TIMEOUT + 1
+
+
+class Backoff:
+    """Delays between retries of something that keeps failing: from `first`,
+    doubling, capped at `cap`, with jitter so that many workers spread out."""
+
+    def __init__(self, first: float = 0.25, cap: float = 5.0) -> None:
+        self._first = first
+        self._cap = cap
+        self._failures = 0
+
+    def next_delay(self) -> float:
+        # The exponent is bounded, so the arithmetic cannot overflow.
+        delay = min(self._cap, self._first * 2 ** min(self._failures, 30))
+        self._failures += 1
+        return float(delay * random.uniform(0.8, 1.0))
+
+    def reset(self) -> None:
+        self._failures = 0
+
+    @property
+    def failing(self) -> bool:
+        return self._failures > 0

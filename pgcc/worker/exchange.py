@@ -1,0 +1,464 @@
+"""The exchange: the worker's one door to its database connection.
+
+A part of its own thread. It registers the worker, writes the outcomes the
+supervisor hands it (before anything else, in their own transaction, kept
+until the database takes them), claims jobs within the credit the supervisor
+grants, and listens for new jobs (LISTEN/NOTIFY, and a poll). Errors are
+handled by class (pgcc.policy): the supervisor's thread never waits for
+the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import socket
+import time
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg import sql
+
+from pgcc.database import LINK_CONNECT_TIMEOUT, Link, Rows, Statement, StatementFailed
+from pgcc.policy import ErrorClass, classify, describe
+from pgcc.queries import channel, for_schema, lock_space
+from pgcc.worker.config import CLAIM_UNTIL, MAX_PENDING_OUTCOMES, Backoff, WorkerConfig
+from pgcc.worker.messages import JobOrder, NoResponse, Outcome, PutBack
+from pgcc.worker.outcomes import OutcomeWriter
+from pgcc.worker.parts import LeaseStatus, Mailbox
+
+log = logging.getLogger("pgcc.worker")
+
+# The claim position before every job: a claim from here reads jobs without a
+# queue from the front of the line. Positions are run_at as text (see the claim).
+FRONT = ("-infinity", 0)
+
+
+# ---- what the supervisor says to the exchange --------------------------------
+
+
+class Grant(NamedTuple):
+    """The room the supervisor has for jobs, and for queue heads (idle
+    children), having seen `jobs_seen` jobs and `heads_seen` heads of the
+    exchange's claims so far; and the queues whose jobs just ended."""
+
+    jobs: int
+    heads: int
+    jobs_seen: int
+    heads_seen: int
+    queues: tuple[str, ...]
+
+
+class StopClaiming(NamedTuple):
+    pass
+
+
+class Close(NamedTuple):
+    """Write what is pending until `deadline` (monotonic), unregister, end."""
+
+    deadline: float
+
+
+# ---- what the exchange says to the supervisor --------------------------------
+
+
+class Registered(NamedTuple):
+    worker_id: int
+    max_parameters_bytes: int
+
+
+class Claimed(NamedTuple):
+    orders: list[JobOrder]
+
+
+class Closed(NamedTuple):
+    unwritten: int
+
+
+class Exchange:
+    def __init__(self, config: WorkerConfig, status: LeaseStatus, supervisor: Mailbox) -> None:
+        self._config = config
+        self._queries = for_schema(config.schema)
+        self._status = status
+        self._supervisor = supervisor
+        self.inbox = Mailbox()
+        self.link = Link(config.dsn, application_name="pgcc worker", generic_plans=True)
+        self._listen: psycopg.Connection[Any] | None = None
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.inbox, selectors.EVENT_READ, "inbox")
+        self._writer = OutcomeWriter(self._queries)
+        self._task_names = config.task_names
+        self._max_attempts = [config.tasks[name].max_attempts for name in self._task_names]
+        self._lock_space = lock_space(config.schema)
+        self._worker_id: int | None = None
+        self._announced = False
+        # Jobs handed to the supervisor whose outcome has not come back.
+        self._ledger: set[tuple[int, int]] = set()
+        # Claim credit, from the latest Grant (see Grant).
+        self._grant = Grant(0, 0, 0, 0, ())
+        self._jobs_claimed = 0
+        self._heads_claimed = 0
+        self._freed_queues: list[str] = []
+        self._stopped_claiming = False
+        self._close_deadline: float | None = None
+        self.closed = False
+        # When to try again after a failure, per activity.
+        self._connect_at = 0.0
+        self._write_at = 0.0
+        self._claim_at = 0.0
+        self._listen_at = 0.0
+        self._connect_backoff = Backoff()
+        self._write_backoff = Backoff()
+        self._claim_backoff = Backoff()
+        self._listen_backoff = Backoff()
+        self._outage_logged = False
+        # Claim pacing: whether to claim now, and when to poll at the latest.
+        self._want_claim = True
+        self._next_poll = 0.0
+        # Whether _next_poll already allows for every delayed job this worker
+        # could know of: until new jobs are announced or a retry delays some,
+        # a claim that comes back short need not ask again.
+        self._due_known = False
+        # (run_at as text, id) of the last job without a queue claimed: the
+        # next claim reads on from there while a backlog lasts (see the claim
+        # query), from the front when anything may have joined the line before
+        # it, and at least once per poll interval.
+        self._free_after = FRONT
+        self._next_front_read = 0.0
+
+    # ---- the loop ------------------------------------------------------------
+
+    def step(self) -> float | None:
+        """One round: wait for something to do, then do it."""
+        for key, _ in self._selector.select(self._wait_time()):
+            if key.data == "inbox":
+                self._take_messages()
+            else:
+                self._drain_notifications()
+        if self.closed:
+            return 0.1
+        now = time.monotonic()
+        if self._close_deadline is not None and (
+                not self._writer or now >= self._close_deadline):
+            self._close()
+            return None
+        lease = self._status.get()
+        if lease.lost and lease.worker_id == self._worker_id:
+            self._registration_lost()
+        if (not self.link.connected or self._worker_id is None) and (
+                now < self._connect_at or not self._connect()):
+            return None
+        if self._listen is None and now >= self._listen_at and not self._stopped_claiming:
+            self._open_listen()
+        self._exchange(now)
+        return None
+
+    def _wait_time(self) -> float:
+        """Seconds until there is something to do, unless a message comes first."""
+        if self.closed:
+            return 0.0
+        now = time.monotonic()
+        if not self.link.connected or self._worker_id is None:
+            return max(0.0, min(self._connect_at - now, 0.25))
+        # A short wait at most: the pulse shows the loop goes round, and a lost
+        # lease is noticed soon.
+        deadline = now + min(self._config.poll_interval, self._config.lease / 4, 0.25)
+        if self._writer:
+            deadline = min(deadline, max(now, self._write_at))
+        if self._may_claim(now) and self._credit()[0] > 0:
+            due = max(now, self._claim_at) if self._want_claim else self._next_poll
+            deadline = min(deadline, max(due, self._claim_at))
+        return max(0.0, deadline - now)
+
+    def _take_messages(self) -> None:
+        for message in self.inbox.take():
+            if isinstance(message, Grant):
+                before = self._credit()[0]
+                self._grant = message
+                if message.queues:
+                    self._freed_queues.extend(message.queues)
+                # More room, or a queue's next job: worth a claim.
+                if message.queues or self._credit()[0] > before:
+                    self._want_claim = True
+            elif isinstance(message, list):
+                self._outcomes(message)
+            elif isinstance(message, StopClaiming):
+                self._stopped_claiming = True
+                self._close_listen()
+            elif isinstance(message, Close):
+                self._stopped_claiming = True
+                self._close_deadline = message.deadline
+
+    def _outcomes(self, outcomes: list[Outcome]) -> None:
+        ledger = self._ledger
+        for outcome in outcomes:
+            ledger.discard((outcome.id, outcome.attempt))
+            if type(outcome) is NoResponse:
+                # A retry delays its job: the next wake-up time is to be asked again.
+                self._due_known = False
+        self._writer.add(outcomes)
+
+    # ---- registration and connection -------------------------------------------
+
+    def _connect(self) -> bool:
+        """Connect (and register, or reconcile after an outage); False on failure."""
+        try:
+            if self._worker_id is None:
+                self._register()
+            else:
+                self._reconcile()
+        except StatementFailed as failure:
+            self._failed(failure, "connect")
+            return False
+        if self._outage_logged:
+            log.info("database connection restored")
+            self._outage_logged = False
+        self._connect_backoff.reset()
+        self._want_claim = True
+        self._due_known = False
+        self._free_after = FRONT
+        return True
+
+    def _register(self) -> None:
+        rows = self.link.transactions([[
+            ("register_worker", self._queries["register_worker"], {
+                "hostname": socket.gethostname(), "pid": os.getpid(),
+                "tasks": self._task_names, "concurrency": self._config.concurrency,
+                "lease": self._config.lease}),
+            ("max_parameters_bytes", self._queries["max_parameters_bytes"], None),
+        ]])[0]
+        self._worker_id = int(rows[0][0][0])
+        self._status.registered(self._worker_id)
+        if not self._announced:
+            self._announced = True
+            limit = rows[1][0][0] if rows[1] else 1 << 20
+            self._supervisor.put(Registered(self._worker_id, int(limit)))
+
+    def _registration_lost(self) -> None:
+        """The reaper declared this worker dead: its jobs are stopped by the
+        supervisor, and anything not yet written is fenced off."""
+        if self._writer:
+            log.warning("%d outcomes of the old registration dropped (fenced off)",
+                        len(self._writer))
+        self._writer.clear()
+        self._ledger.clear()
+        self._worker_id = None
+
+    def _reconcile(self) -> None:
+        """After an outage: a claim may have committed without its answer
+        reaching this worker. Such jobs run nowhere; put them back."""
+        rows = self.link.transactions([[("running_of_worker", self._queries["running_of_worker"],
+                                         {"worker": self._worker_id})]])[0][0]
+        known = set(self._ledger)
+        known.update((o.id, o.attempt) for o in self._writer.pending())
+        orphans = [(job_id, attempt) for job_id, attempt in rows
+                   if (job_id, attempt) not in known]
+        if orphans:
+            log.warning("%d claimed jobs never reached a child; putting them back", len(orphans))
+            self._writer.add([PutBack(job_id, attempt, started=False)
+                              for job_id, attempt in orphans])
+
+    def _open_listen(self) -> None:
+        try:
+            conn = psycopg.connect(self._config.dsn, autocommit=True,
+                                   connect_timeout=LINK_CONNECT_TIMEOUT,
+                                   application_name="pgcc worker listen")
+            try:
+                conn.execute(sql.SQL("LISTEN {}").format(
+                    sql.Identifier(channel(self._config.schema))))
+            except BaseException:
+                conn.close()
+                raise
+        except (psycopg.Error, OSError):
+            self._listen_at = time.monotonic() + self._listen_backoff.next_delay()
+            return
+        self._listen = conn
+        self._listen_backoff.reset()
+        self._selector.register(conn.fileno(), selectors.EVENT_READ, "listen")
+        # Announcements may have been missed meanwhile.
+        self._want_claim = True
+        self._due_known = False
+        self._free_after = FRONT
+
+    def _close_listen(self) -> None:
+        listen, self._listen = self._listen, None
+        if listen is not None:
+            # By its key: a connection the server dropped has no fileno() any more.
+            for key in list(self._selector.get_map().values()):
+                if key.data == "listen":
+                    self._selector.unregister(key.fileobj)
+            with contextlib.suppress(Exception):
+                listen.close()
+
+    def _drain_notifications(self) -> None:
+        if self._listen is None:
+            return
+        try:
+            pgconn = self._listen.pgconn
+            pgconn.consume_input()
+            while pgconn.notifies() is not None:
+                self._want_claim = True
+                self._due_known = False
+                # An insert that committed late holds an earlier run_at.
+                self._free_after = FRONT
+            if pgconn.status != psycopg.pq.ConnStatus.OK:
+                raise psycopg.OperationalError("the LISTEN connection was closed")
+        except psycopg.Error as exc:
+            log.warning("LISTEN connection lost (%s); polling until it is back", describe(exc))
+            self._close_listen()
+            self._listen_at = time.monotonic() + self._listen_backoff.next_delay()
+
+    # ---- writing and claiming --------------------------------------------------
+
+    def _credit(self) -> tuple[int, int]:
+        """Jobs and queue heads the supervisor has room for now."""
+        grant = self._grant
+        jobs = grant.jobs - (self._jobs_claimed - grant.jobs_seen)
+        heads = grant.heads - (self._heads_claimed - grant.heads_seen)
+        return max(0, jobs), max(0, min(heads, jobs))
+
+    def _may_claim(self, now: float) -> bool:
+        lease = self._status.get()
+        return (not self._stopped_claiming and bool(self._task_names)
+                and lease.worker_id == self._worker_id and not lease.lost
+                and now - lease.renewed_at <= CLAIM_UNTIL * self._config.lease
+                and len(self._writer) < MAX_PENDING_OUTCOMES)
+
+    def _exchange(self, now: float) -> None:
+        """Write the pending outcomes, then claim, in one round trip and two
+        transactions."""
+        assert self._worker_id is not None
+        groups: list[list[Statement]] = []
+        writing = bool(self._writer) and now >= self._write_at
+        if writing:
+            groups.append(self._writer.statements(self._worker_id))
+        limit, heads = self._credit()
+        claiming = limit > 0 and now >= self._claim_at and self._may_claim(now) \
+            and (self._want_claim or now >= self._next_poll)
+        # Jobs put back keep their place, before the position.
+        free_after = FRONT if now >= self._next_front_read \
+            or (writing and self._writer.has_put_backs) else self._free_after
+        asking_due = False
+        if claiming:
+            claim: list[Statement] = [("claim", self._queries["claim"], {
+                "worker": self._worker_id, "tasks": self._task_names,
+                "max_attempts": self._max_attempts, "limit": limit,
+                "head_limit": heads, "queues": self._freed_queues,
+                "search": heads > len(self._freed_queues),
+                "lock_space": self._lock_space,
+                "free_after_run_at": free_after[0], "free_after_id": free_after[1],
+            })]
+            # For the wake-up timer if the claim comes back short, in the same
+            # round trip; only when something may have changed it.
+            asking_due = not self._due_known or now >= self._next_poll
+            if asking_due:
+                claim.append(("next_due", self._queries["next_due"],
+                              {"tasks": self._task_names}))
+            groups.append(claim)
+        if not groups:
+            return
+        try:
+            results = self.link.transactions(groups)
+        except StatementFailed as failure:
+            if writing and failure.committed:
+                self._writer.written(failure.results[0])
+                self._write_backoff.reset()
+            if claiming and failure.committed == len(groups):
+                # The claim committed but its rows could not be read: the jobs
+                # are ours and run nowhere; the reconciliation puts them back.
+                self._reconcile_soon()
+            self._failed(failure, "write" if writing and not failure.committed else "claim")
+            return
+        if writing:
+            self._writer.written(results.pop(0))
+            self._write_backoff.reset()
+        if claiming:
+            rows = results[0]
+            self._claimed(rows[0], limit, free_after, now)
+            if asking_due:
+                self._due_known = True
+                if not self._want_claim:
+                    self._schedule_poll(rows[1][0][0] if rows[1] else None)
+            self._claim_backoff.reset()
+
+    def _claimed(self, rows: Rows, limit: int, free_after: tuple[str, int], now: float) -> None:
+        self._freed_queues = []
+        orders = []
+        for job_id, task, parameters, queue, attempt, _ in rows:
+            orders.append(JobOrder(job_id, task, parameters, attempt, queue))
+            self._ledger.add((job_id, attempt))
+        self._jobs_claimed += len(orders)
+        self._heads_claimed += sum(1 for order in orders if order.queue is not None)
+        if orders:
+            self._supervisor.put(Claimed(orders))
+        self._want_claim = len(rows) == limit
+        if free_after == FRONT:
+            self._next_front_read = now + self._config.poll_interval
+        if not self._want_claim:
+            # A short claim: the line may have run dry, so the next one starts over.
+            self._free_after = FRONT
+            return
+        # Rows come in claim order: the last without a queue is the position.
+        for row in reversed(rows):
+            if row[3] is None:
+                self._free_after = (row[5], row[0])
+                break
+
+    def _schedule_poll(self, next_due: float | None) -> None:
+        """Sleep until the poll interval, or the next delayed job if it is sooner."""
+        delay = self._config.poll_interval
+        if next_due is not None:
+            delay = min(delay, max(0.0, next_due))
+        self._next_poll = time.monotonic() + delay
+
+    def _reconcile_soon(self) -> None:
+        self.link.close()
+
+    def _failed(self, failure: StatementFailed, activity: str) -> None:
+        """One failure, handled by its class (see pgcc.policy)."""
+        kind = classify(failure.cause)
+        now = time.monotonic()
+        if kind is ErrorClass.CONNECTION:
+            self.link.close()
+            self._close_listen()
+            self._connect_at = now + self._connect_backoff.next_delay()
+            if not self._outage_logged:
+                log.warning("database unavailable (%s: %s); reconnecting", failure.name,
+                            describe(failure.cause))
+                self._outage_logged = True
+            return
+        if activity == "write" and kind is ErrorClass.JOB:
+            # One job's data is at fault: find it, and fail that job alone.
+            assert self._worker_id is not None
+            try:
+                self._writer.write_one_by_one(self.link, self._worker_id)
+                return
+            except StatementFailed as again:
+                self._failed(again, "write-one")
+                return
+        log.error("%s failed: %s", failure.name, describe(failure.cause))
+        if activity in ("write", "write-one"):
+            self._write_at = now + self._write_backoff.next_delay()
+        elif activity == "claim":
+            self._claim_at = now + self._claim_backoff.next_delay()
+        else:
+            self._connect_at = now + self._connect_backoff.next_delay()
+
+    # ---- closing ---------------------------------------------------------------
+
+    def _close(self) -> None:
+        unwritten = len(self._writer)
+        if unwritten:
+            log.error("%d outcomes could not be written before the worker stopped; the "
+                      "reaper requeues their jobs after the lease", unwritten)
+        elif self._worker_id is not None and self.link.connected:
+            with contextlib.suppress(StatementFailed):
+                self.link.transactions([[("unregister_worker",
+                                          self._queries["unregister_worker"],
+                                          {"worker": self._worker_id})]])
+        self._close_listen()
+        self.link.close()
+        self.closed = True
+        self._supervisor.put(Closed(unwritten))

@@ -1,0 +1,66 @@
+"""The lease keeper: renews this worker's lease several times per lease.
+
+It has a connection of its own, so that nothing else the worker does (a slow
+claim, a long prune) can delay a renewal. When the reaper has declared this
+worker dead (the renewal finds no row), it says so through the LeaseStatus
+and wakes the supervisor, which stops the running jobs; the exchange then
+registers the worker again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from pgcc.database import Link, StatementFailed
+from pgcc.policy import ErrorClass, classify, describe
+from pgcc.queries import for_schema
+from pgcc.worker.config import Backoff, WorkerConfig
+from pgcc.worker.parts import LeaseStatus
+
+log = logging.getLogger("pgcc.worker")
+
+
+class LeaseKeeper:
+    def __init__(self, config: WorkerConfig, status: LeaseStatus,
+                 wake_supervisor: Callable[[], None]) -> None:
+        self._queries = for_schema(config.schema)
+        self._status = status
+        self._wake_supervisor = wake_supervisor
+        self._interval = config.lease / 4
+        # A server that hears nothing from this session for a lease ends it.
+        self.link = Link(config.dsn, application_name="pgcc worker heartbeat",
+                         idle_timeout=config.lease)
+        self._backoff = Backoff(cap=min(self._interval, 5.0))
+        self._warned = False
+
+    def step(self) -> float:
+        """One renewal; returns the seconds until the next."""
+        lease = self._status.get()
+        if lease.worker_id is None or lease.lost:
+            return 0.05  # the exchange registers (again)
+        started = time.monotonic()
+        try:
+            rows = self.link.transactions([[("heartbeat", self._queries["heartbeat"],
+                                             {"worker": lease.worker_id})]])[0][0]
+        except StatementFailed as failure:
+            if classify(failure.cause) is ErrorClass.CONNECTION:
+                self.link.close()
+            if not self._warned:
+                log.warning("heartbeat failed (%s: %s); retrying", failure.name,
+                            describe(failure.cause))
+                self._warned = True
+            return self._backoff.next_delay()
+        self._backoff.reset()
+        if self._warned:
+            log.info("heartbeat renewed again")
+            self._warned = False
+        if rows:
+            self._status.renewed(lease.worker_id, started)
+        elif self._status.lose(lease.worker_id):
+            self._wake_supervisor()
+        return self._interval
+
+    def close(self) -> None:
+        self.link.close()

@@ -1,0 +1,83 @@
+"""What the worker and its children say to each other, and what becomes of a job.
+
+Every message is a typed record. The worker sends a child lists of
+`JobOrder`s (or `SHUTDOWN`); a child says `Ready` once, then one `Answer` per
+job it ran. Inside the worker, what a job's run came to travels to the
+database as one of the `Outcome` records.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+
+class JobState(str, enum.Enum):
+    """The `state` column of the jobs table."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+class JobOrder(NamedTuple):
+    """Worker to child: run this job."""
+
+    id: int
+    task: str
+    parameters: str  # JSON text, decoded by the child
+    attempt: int
+    queue: str | None
+
+
+class Ready(NamedTuple):
+    """Child to worker, once: up, its tasks imported; it may be sent jobs."""
+
+    pid: int
+
+
+class Answer(NamedTuple):
+    """Child to worker: a job's response (`done` or `failed`) and its run time."""
+
+    id: int
+    attempt: int
+    state: JobState
+    result: str | None  # JSON text
+    error: str | None
+    ran: float  # seconds, measured in the child
+
+
+# Worker to child: finish the current list, then exit.
+SHUTDOWN = None
+
+
+class Response(NamedTuple):
+    """The job answered: it ends `done` or `failed`."""
+
+    id: int
+    attempt: int
+    state: JobState
+    result: str | None
+    error: str | None
+
+
+class NoResponse(NamedTuple):
+    """The job's run ended without an answer: it is retried after a backoff, or dead."""
+
+    id: int
+    attempt: int
+    reason: str
+
+
+class PutBack(NamedTuple):
+    """The job goes back to the queue at once: a graceful stop, or it never started."""
+
+    id: int
+    attempt: int
+    started: bool
+
+
+Outcome = Response | NoResponse | PutBack

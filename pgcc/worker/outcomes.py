@@ -1,0 +1,167 @@
+"""The outcome writer: what became of each job, written before it is forgotten.
+
+Outcomes wait here until the database has taken them. They are written in a
+transaction of their own, ahead of any claim, so a failing claim can never
+roll them back. Every write is fenced by the attempt it belongs to, so
+sending one again after an unclear failure (a connection lost before the
+commit was confirmed) is harmless: it matches nothing the second time.
+
+When a batch is refused because of one job's data (a result the database
+cannot store, say, in its encoding), the batch is written one outcome at a
+time, and the outcome that is refused alone becomes `failed` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from pgcc.database import Link, Rows, Statement, StatementFailed
+from pgcc.policy import ErrorClass, classify, describe
+from pgcc.queries import Queries
+from pgcc.worker.messages import JobState, NoResponse, Outcome, PutBack, Response
+
+log = logging.getLogger("pgcc.worker")
+
+
+class OutcomeWriter:
+    def __init__(self, queries: Queries) -> None:
+        self._queries = queries
+        # By kind, each in arrival order; one statement writes each kind.
+        self._responses: list[Response] = []
+        self._lost: list[NoResponse] = []
+        self._back: list[PutBack] = []
+        # How many of each the statements last built carry.
+        self._sent = (0, 0, 0)
+
+    def __len__(self) -> int:
+        return len(self._responses) + len(self._lost) + len(self._back)
+
+    @property
+    def has_put_backs(self) -> bool:
+        return bool(self._back)
+
+    def pending(self) -> list[Outcome]:
+        return [*self._responses, *self._lost, *self._back]
+
+    def add(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            if type(outcome) is Response:
+                self._responses.append(outcome)
+            elif type(outcome) is NoResponse:
+                self._lost.append(outcome)
+            else:
+                self._back.append(outcome)  # type: ignore[arg-type]
+
+    def clear(self) -> None:
+        self._responses, self._lost, self._back = [], [], []
+
+    def statements(self, worker_id: int) -> list[Statement]:
+        """The statements that write every pending outcome (one per kind)."""
+        self._sent = (len(self._responses), len(self._lost), len(self._back))
+        return self._statements(self._responses, self._lost, self._back, worker_id)
+
+    def _statements(self, responses: list[Response], lost: list[NoResponse],
+                    back: list[PutBack], worker: int) -> list[Statement]:
+        statements: list[Statement] = []
+        if responses:
+            statements.append(("finish", self._queries["finish"], {
+                "worker": worker,
+                "outcomes": json.dumps(responses, ensure_ascii=False),
+            }))
+        if lost:
+            statements.append(("retry", self._queries["retry"], {
+                "worker": worker, "ids": [o.id for o in lost],
+                "attempts": [o.attempt for o in lost], "reasons": [o.reason for o in lost],
+            }))
+        if back:
+            statements.append(("release", self._queries["release"], {
+                "worker": worker, "ids": [o.id for o in back],
+                "attempts": [o.attempt for o in back], "started": [o.started for o in back],
+            }))
+        return statements
+
+    def written(self, results: list[Rows]) -> None:
+        """The statements from `statements()` were committed with these results."""
+        responses, lost, back = self._sent
+        sent = (self._responses[:responses], self._lost[:lost], self._back[:back])
+        del self._responses[:responses], self._lost[:lost], self._back[:back]
+        rows = iter(results)
+        if sent[0]:
+            _report_stale(sent[0], next(rows), "response")
+        if sent[1]:
+            lost_rows = next(rows)
+            _report_stale(sent[1], lost_rows, "no-response")
+            for row in lost_rows:
+                if row[1] == JobState.DEAD.value:
+                    log.error("job %s is dead: no response after its last attempt", row[0])
+
+    def write_one_by_one(self, link: Link, worker_id: int) -> None:
+        """After a batch was refused for its data: each outcome alone, and the
+        one refused alone ends `failed` with why. Raises StatementFailed for an
+        error that is not the job's (what is left stays pending)."""
+        queue = self.pending()
+        self.clear()
+        try:
+            while queue:
+                outcome = queue[0]
+                single = self._statements(*_by_kind(outcome), worker_id)  # type: ignore[arg-type]
+                try:
+                    link.transactions([single])
+                except StatementFailed as failure:
+                    if classify(failure.cause) is not ErrorClass.JOB:
+                        raise
+                    instead = _substitute(outcome, failure)
+                    if instead is None:
+                        log.error("job %s: its outcome cannot be stored (%s); dropped: the "
+                                  "job is put back when this worker next reconnects",
+                                  outcome.id, describe(failure.cause))
+                        queue.pop(0)
+                    else:
+                        queue[0] = instead
+                    continue
+                queue.pop(0)
+        finally:
+            self.add(queue)
+
+
+def _by_kind(outcome: Outcome) -> tuple[list[Outcome], list[Outcome], list[Outcome]]:
+    kinds: tuple[list[Outcome], list[Outcome], list[Outcome]] = ([], [], [])
+    kinds[(Response, NoResponse, PutBack).index(type(outcome))].append(outcome)
+    return kinds
+
+
+def _substitute(outcome: Outcome, failure: StatementFailed) -> Outcome | None:
+    """What to write instead of an outcome the database refused for its data:
+    the job fails, with a reason in plain ASCII (which every encoding holds);
+    failing that, it gave no response. None: nothing more to try."""
+    why = _ascii(describe(failure.cause))
+    if isinstance(outcome, Response):
+        plain = outcome.result is None and (outcome.error or "").isascii()
+        if not plain:
+            log.error("job %s: its outcome cannot be stored (%s); recording it as failed",
+                      outcome.id, why)
+            what = "result" if outcome.result is not None else "error"
+            return Response(outcome.id, outcome.attempt, JobState.FAILED, None,
+                            f"the job's {what} could not be stored: {why}"
+                            + (f"\n\nThe error was:\n{_ascii(outcome.error)}"
+                               if outcome.error else ""))
+        return NoResponse(outcome.id, outcome.attempt, f"its outcome could not be stored: {why}")
+    if isinstance(outcome, NoResponse) and not outcome.reason.isascii():
+        return NoResponse(outcome.id, outcome.attempt, _ascii(outcome.reason))
+    return None
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _report_stale(sent: list[Response] | list[NoResponse], rows: Rows, what: str) -> None:
+    """Log what the fencing turned away: late answers of attempts no longer current."""
+    if len(rows) == len(sent):
+        return
+    written = {row[0] for row in rows}
+    for outcome in sent:
+        if outcome.id not in written:
+            log.warning("job %s: dropped a late %s from attempt %s (a newer attempt or "
+                        "a cancel owns it)", outcome.id, what, outcome.attempt)

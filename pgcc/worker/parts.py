@@ -1,0 +1,176 @@
+"""What the worker's threads share, and nothing else: mailboxes, pulses, the lease.
+
+Each part of a worker (the exchange with the database, the lease keeper, the
+maintenance services) runs in a thread of its own and owns its state. Parts
+talk through a `Mailbox`; each shows that it is making progress through a
+`Pulse` the supervisor watches; the `LeaseStatus` says when the lease was
+last renewed. These three classes are the only objects several threads
+touch, and each guards itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("pgcc.worker")
+
+
+class Mailbox:
+    """Messages for one thread, with a descriptor that is readable while any wait."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._read_end, self._write_end = socket.socketpair()
+        self._read_end.setblocking(False)
+        self._write_end.setblocking(False)
+
+    def fileno(self) -> int:
+        return self._read_end.fileno()
+
+    def put(self, message: object) -> None:
+        self._queue.put(message)
+        # A full socket buffer already wakes the reader.
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._write_end.send(b"!")
+
+    def wake(self) -> None:
+        """Wake the reader without a message (from a signal handler too)."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._write_end.send(b"!")
+
+    def wakeup_fd(self) -> int:
+        return self._write_end.fileno()
+
+    def take(self) -> list[Any]:
+        """Every message waiting, in order."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            while len(self._read_end.recv(4096)) == 4096:
+                pass
+        messages = []
+        while True:
+            try:
+                messages.append(self._queue.get_nowait())
+            except queue.Empty:
+                return messages
+
+    def close(self) -> None:
+        self._read_end.close()
+        self._write_end.close()
+
+
+class Pulse:
+    """When a part last went round its loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._at = time.monotonic()
+
+    def beat(self) -> None:
+        with self._lock:
+            self._at = time.monotonic()
+
+    def age(self) -> float:
+        with self._lock:
+            return time.monotonic() - self._at
+
+
+@dataclass(frozen=True)
+class Lease:
+    worker_id: int | None
+    renewed_at: float  # time.monotonic()
+    lost: bool  # the reaper declared this registration dead
+
+
+class LeaseStatus:
+    """This worker's registration and lease, as the lease keeper last saw them."""
+
+    def __init__(self, clock: Any) -> None:
+        self._lock = threading.Lock()
+        self._lease = Lease(None, time.monotonic(), False)
+        # A shared double the children read (time.monotonic() is one clock for
+        # all processes): when the lease was last renewed.
+        self._clock = clock
+
+    @property
+    def clock(self) -> Any:
+        """The shared double, for the children."""
+        return self._clock
+
+    def get(self) -> Lease:
+        with self._lock:
+            return self._lease
+
+    def registered(self, worker_id: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._lease = Lease(worker_id, now, False)
+            self._clock.value = now
+
+    def renewed(self, worker_id: int, at: float) -> bool:
+        """Record a renewal of `worker_id`'s lease; False if it is no longer current."""
+        with self._lock:
+            if self._lease.worker_id != worker_id or self._lease.lost:
+                return False
+            self._lease = Lease(worker_id, at, False)
+            self._clock.value = at
+            return True
+
+    def lose(self, worker_id: int) -> bool:
+        with self._lock:
+            if self._lease.worker_id != worker_id or self._lease.lost:
+                return False
+            self._lease = Lease(worker_id, self._lease.renewed_at, True)
+            return True
+
+
+class Part:
+    """A thread that runs `step` over and over, beating its pulse each time.
+    A step that raises is a bug: logged, and the part goes on after a pause
+    (the supervisor restarts a part whose thread ends anyway)."""
+
+    def __init__(self, name: str, step: Callable[[], float | None],
+                 on_exit: Callable[[], None] | None = None) -> None:
+        self.name = name
+        self.pulse = Pulse()
+        self._step = step
+        self._on_exit = on_exit
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self.pulse.beat()
+        self._thread = threading.Thread(target=self._run, name=f"pgcc-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.pulse.beat()
+                try:
+                    pause = self._step()
+                except Exception:
+                    log.exception("%s: unexpected error; going on in 1 s", self.name)
+                    pause = 1.0
+                if pause:
+                    self._stop.wait(pause)
+        finally:
+            if self._on_exit is not None:
+                self._on_exit()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

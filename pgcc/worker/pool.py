@@ -1,0 +1,372 @@
+"""The child pool: the processes that run jobs, and the line of jobs each holds.
+
+Owned by the supervisor's thread alone. Nothing a child does can block it:
+each pipe is read and written without blocking (`framing` keeps partial
+frames), a child's timeout is a deadline the supervisor's wait allows for,
+and a child that misbehaves is killed. What happens to jobs comes out as
+`Outcome` records for the outcome writer:
+
+- an `Answer` becomes a `Response`;
+- a child that dies with a job started gives a `NoResponse` (or a `PutBack`
+  when the worker stopped it to shut down);
+- jobs that waited in a dead child's line never started: `PutBack`.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
+
+from pgcc import runner
+from pgcc.worker import framing
+from pgcc.worker.config import PREFETCH_BUDGET
+from pgcc.worker.messages import (
+    SHUTDOWN,
+    Answer,
+    JobOrder,
+    JobState,
+    NoResponse,
+    Outcome,
+    PutBack,
+    Ready,
+    Response,
+)
+
+log = logging.getLogger("pgcc.worker")
+
+# Bytes read from one child per round: a child sending a flood cannot keep the
+# supervisor from its other duties.
+READ_BUDGET = 4 << 20
+SHUTDOWN_REASON = "shutdown"
+
+
+@dataclass
+class RunningJob:
+    """A job in a child's line: the first runs, the others wait their turn."""
+
+    id: int
+    task: str
+    attempt: int
+    queue: str | None
+    timeout: float
+    # When the child started it (time.monotonic()); None while it waits.
+    started: float | None = None
+    stop_reason: str | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.started is None else self.started + self.timeout
+
+    def describe(self) -> str:
+        queue = f", queue {self.queue}" if self.queue else ""
+        return f"job {self.id} ({self.task}{queue}, attempt {self.attempt})"
+
+
+class Child:
+    """One child process, its pipe and its line of jobs."""
+
+    def __init__(self, context: ForkServerContext, config: runner.ChildConfig,
+                 max_frame: int) -> None:
+        parent_end, child_end = context.Pipe()
+        self.process: BaseProcess = context.Process(
+            target=runner.child_main, args=(child_end, config), daemon=True,
+            name="pgcc-child")
+        self.process.start()
+        child_end.close()
+        self._channel = parent_end  # owns the descriptor
+        self.fd = parent_end.fileno()
+        os.set_blocking(self.fd, False)
+        self.decoder = framing.Decoder(max_frame)
+        self.outbox = bytearray()
+        self.jobs: collections.deque[RunningJob] = collections.deque()
+        self.ready = False
+        self.closed = False  # its pipe reached end of file
+
+    @property
+    def sentinel(self) -> int:
+        return self.process.sentinel
+
+    @property
+    def job(self) -> RunningJob | None:
+        """The job it runs now."""
+        return self.jobs[0] if self.jobs else None
+
+    def write(self) -> None:
+        """Send what the pipe takes now; the rest waits in the outbox."""
+        while self.outbox:
+            try:
+                written = os.write(self.fd, self.outbox[:1 << 20])
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # the child is gone; its sentinel tells the rest
+                self.outbox.clear()
+                return
+            del self.outbox[:written]
+
+    def read(self) -> list[object]:
+        """The whole messages that arrived, within the round's budget."""
+        messages: list[object] = []
+        budget = READ_BUDGET
+        while budget > 0 and not self.closed:
+            size = min(budget, 1 << 20)
+            try:
+                chunk = os.read(self.fd, size)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.closed = True
+                break
+            budget -= len(chunk)
+            messages.extend(self.decoder.feed(chunk))
+            if len(chunk) < size:  # the pipe is drained: no need to hear it say so
+                break
+        return messages
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, sig)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class Pool:
+    """The children and the jobs they hold."""
+
+    def __init__(self, context: ForkServerContext, config: runner.ChildConfig, size: int,
+                 timeouts: dict[str, float], prefetch: int) -> None:
+        self._context = context
+        self._config = config
+        self._size = size
+        self._timeouts = timeouts
+        self._prefetch = prefetch
+        # A child's message is a list of jobs or an answer: at most a few
+        # results or parameters under the limit, and an error text.
+        self._max_frame = 16 * config.max_result_bytes + (64 << 20)
+        self.children: list[Child] = []
+        self.outcomes: list[Outcome] = []
+        self.freed_queues: list[str] = []
+        # A moving average of how long jobs run here; prefetching waits until it is known.
+        self._typical_run: float | None = None
+        self.stopping = False
+        self.announced = False
+
+    # ---- children ------------------------------------------------------------
+
+    def start(self) -> list[Child]:
+        self.children = [self._spawn() for _ in range(self._size)]
+        return list(self.children)
+
+    def _spawn(self) -> Child:
+        return Child(self._context, self._config, self._max_frame)
+
+    def receive(self, child: Child) -> None:
+        """Read what the child sent: its readiness and answers."""
+        try:
+            messages = child.read()
+        except framing.FrameTooLarge as exc:
+            log.error("child %s: %s; killing it", child.process.pid, exc)
+            self._stop(child, f"its child sent a message too large to take ({exc})")
+            return
+        for message in messages:
+            if isinstance(message, Ready):
+                child.ready = True
+            elif isinstance(message, Answer):
+                self._answered(child, message)
+            else:
+                log.error("child %s sent an unknown message %r; killing it",
+                          child.process.pid, type(message).__name__)
+                self._stop(child, "its child broke the pipe protocol")
+
+    def _answered(self, child: Child, answer: Answer) -> None:
+        if not child.jobs or child.jobs[0].id != answer.id:
+            log.error("child %s answered for job %s, which it was not running",
+                      child.process.pid, answer.id)
+            return
+        job = child.jobs.popleft()
+        if child.jobs:  # it went straight on to the next one
+            child.jobs[0].started = time.monotonic()
+        if job.stop_reason is not None and job.stop_reason != SHUTDOWN_REASON:
+            # Its kill is on its way (a timeout, a lost lease): the answer came
+            # first and counts.
+            pass
+        self.outcomes.append(Response(answer.id, answer.attempt, answer.state, answer.result,
+                                      answer.error))
+        if job.queue is not None:
+            self.freed_queues.append(job.queue)
+        ran = answer.ran
+        self._typical_run = ran if self._typical_run is None \
+            else 0.9 * self._typical_run + 0.1 * ran
+        elapsed = time.monotonic() - (job.started or time.monotonic())
+        if answer.state is JobState.DONE:
+            if log.isEnabledFor(logging.INFO):
+                log.info("%s done in %.1f ms", job.describe(), elapsed * 1000)
+        else:
+            log.warning("%s failed in %.1f ms: %s", job.describe(), elapsed * 1000,
+                        (answer.error or "").split("\n", 1)[0])
+
+    def exited(self, child: Child) -> Child | None:
+        """The child's process ended: what it said last counts, its other jobs
+        gave no response; returns its replacement (none while stopping)."""
+        self.receive(child)
+        child.process.join(timeout=1)
+        job = child.job
+        if job is not None:
+            reason = job.stop_reason or exit_reason(child.process.exitcode)
+            if job.stop_reason == SHUTDOWN_REASON:
+                self.outcomes.append(PutBack(job.id, job.attempt, started=True))
+                log.info("%s stopped by shutdown; put back in the queue", job.describe())
+            else:
+                self.outcomes.append(NoResponse(job.id, job.attempt, reason))
+                log.warning("%s gave no response: %s", job.describe(), reason)
+            child.jobs.popleft()
+        # Jobs that waited in its line never started: back, keeping their place.
+        self.outcomes.extend(PutBack(w.id, w.attempt, started=False) for w in child.jobs)
+        child.jobs.clear()
+        child.close()
+        index = self.children.index(child)
+        if self.stopping:
+            del self.children[index]
+            return None
+        replacement = self._spawn()
+        self.children[index] = replacement
+        return replacement
+
+    def _stop(self, child: Child, reason: str) -> None:
+        job = child.job
+        if job is not None and job.stop_reason is None:
+            job.stop_reason = reason
+        child.kill()
+
+    def stop_all(self, reason: str) -> int:
+        """Kill every child that runs a job; returns how many."""
+        count = 0
+        for child in self.children:
+            if child.job is not None:
+                self._stop(child, reason)
+                count += 1
+        return count
+
+    # ---- jobs ----------------------------------------------------------------
+
+    def capacity(self) -> tuple[int, int]:
+        """How many jobs the pool can take now, and how many of them may be
+        queue heads (one per idle child: a queue's job never waits in a line)."""
+        targets = self._targets()
+        idle = sum(1 for child in self.children if child.ready and not child.jobs)
+        return len(targets), idle
+
+    def _targets(self) -> list[Child]:
+        """Where jobs would go, one entry per job: each idle child first; then
+        more per child, up to `prefetch`, as many as typically run within
+        PREFETCH_BUDGET, so a child need not wait a round trip between short jobs."""
+        extra = 0
+        if self._typical_run is not None:
+            extra = min(self._prefetch, int(PREFETCH_BUDGET / max(self._typical_run, 1e-6)))
+        open_children = [(len(child.jobs), child) for child in self.children
+                         if child.ready and not child.closed and len(child.jobs) <= extra]
+        return [child for position in range(1 + extra) for held, child in open_children
+                if held <= position]
+
+    def assign(self, orders: list[JobOrder], log_parameters: bool) -> list[Child]:
+        """Give claimed jobs to children: queue heads to idle children first.
+        Jobs no child can take now go back (PutBack). Returns the children that
+        have something to send."""
+        if self.stopping:
+            self.outcomes.extend(PutBack(o.id, o.attempt, started=False) for o in orders)
+            return []
+        ordered = sorted(orders, key=lambda order: order.queue is None)
+        targets = self._targets()
+        batches: dict[Child, list[JobOrder]] = {}
+        for position, order in enumerate(ordered):
+            if position >= len(targets):
+                self.outcomes.append(PutBack(order.id, order.attempt, started=False))
+                continue
+            child = targets[position]
+            job = RunningJob(order.id, order.task, order.attempt, order.queue,
+                             self._timeouts[order.task])
+            if not child.jobs:
+                job.started = time.monotonic()
+            child.jobs.append(job)
+            batches.setdefault(child, []).append(order)
+            if log.isEnabledFor(logging.INFO):
+                if log_parameters:
+                    log.info("%s started with %s", job.describe(), order.parameters)
+                else:
+                    log.info("%s started", job.describe())
+        for child, batch in batches.items():
+            child.outbox += framing.encode(batch)
+            child.write()
+        return list(batches)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for child in self.children if child.job is not None
+                     and child.job.stop_reason is None
+                     and (d := child.job.deadline) is not None]
+        return min(deadlines, default=None)
+
+    def enforce_timeouts(self, now: float) -> None:
+        for child in self.children:
+            job = child.job
+            if job is not None and job.stop_reason is None and job.deadline is not None \
+                    and now >= job.deadline:
+                self._stop(child, f"timed out after {job.timeout:g} s")
+
+    def busy(self) -> bool:
+        return any(child.jobs for child in self.children)
+
+    def running_count(self) -> int:
+        return sum(1 for child in self.children if child.job is not None)
+
+    def all_ready(self) -> bool:
+        return all(child.ready for child in self.children)
+
+    def take_outcomes(self) -> tuple[list[Outcome], list[str]]:
+        outcomes, self.outcomes = self.outcomes, []
+        queues, self.freed_queues = self.freed_queues, []
+        return outcomes, queues
+
+    # ---- stopping ------------------------------------------------------------
+
+    def shut_down_running(self) -> None:
+        """Past the grace period: stop every running job; it goes back to the queue."""
+        for child in self.children:
+            if child.job is not None and child.job.stop_reason != SHUTDOWN_REASON:
+                child.job.stop_reason = SHUTDOWN_REASON
+                child.kill()
+
+    def close(self) -> None:
+        """Tell every child to exit, and make sure it has."""
+        for child in self.children:
+            with contextlib.suppress(framing.FrameTooLarge):
+                child.outbox += framing.encode(SHUTDOWN)
+            child.write()
+        deadline = time.monotonic() + 2
+        for child in self.children:
+            child.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if child.process.is_alive():
+                child.kill()
+                child.process.join(timeout=1)
+            child.close()
+
+
+def exit_reason(code: int | None) -> str:
+    if code == runner.OUT_OF_MEMORY_EXIT:
+        return "the child ran out of memory (MemoryError)"
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the child process was killed by {name}"
+    return f"the child process exited with code {code} before answering"

@@ -1,0 +1,335 @@
+"""The supervisor: the worker's main thread, and the one that owns the children.
+
+It never talks to the database and never blocks: it waits on the children's
+pipes and process sentinels, its mailbox and its timers, and so always has
+its hands free to enforce a timeout, honour a signal or stop the jobs of a
+lease in doubt. The other parts each run in a thread of their own:
+
+- the exchange (pgcc.worker.exchange): registers, writes outcomes, claims,
+  listens;
+- the lease keeper (pgcc.worker.lease): renews the lease;
+- the maintenance services (pgcc.worker.maintenance): reap and prune when
+  this worker leads.
+
+The supervisor watches each part's progress (its pulse), not only that its
+thread lives: a part whose thread ended is started again, and a part stuck
+for a whole lease makes the worker exit non-zero, so that whatever runs it
+(systemd, Kubernetes) starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import signal
+import time
+
+from pgcc import forkserver, runner
+from pgcc.worker.config import CHILD_FENCE_AT, FENCE_AT, WorkerConfig
+from pgcc.worker.exchange import (
+    Claimed,
+    Close,
+    Closed,
+    Exchange,
+    Grant,
+    Registered,
+    StopClaiming,
+)
+from pgcc.worker.lease import LeaseKeeper
+from pgcc.worker.maintenance import Maintenance
+from pgcc.worker.parts import LeaseStatus, Mailbox, Part
+from pgcc.worker.pool import Child, Pool
+
+log = logging.getLogger("pgcc.worker")
+
+# How often the supervisor looks at its parts when nothing else wakes it.
+TICK = 0.25
+# Seconds the exchange gets, once every job is over, to write what is pending.
+MIN_CLOSE_TIME = 10.0
+EXIT_STALLED = 70
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self._mailbox = Mailbox()
+        self._context = forkserver.context()
+        self._status = LeaseStatus(self._context.RawValue("d", time.monotonic()))
+        self._exchange = Exchange(config, self._status, self._mailbox)
+        self._keeper = LeaseKeeper(config, self._status, self._wake_all)
+        self._maintenance = Maintenance(config) if config.reaper else None
+        self._parts = [Part("exchange", self._exchange.step)]
+        self._parts.append(Part("lease", self._keeper.step, self._keeper.close))
+        if self._maintenance is not None:
+            self._parts.append(Part("maintenance", self._maintenance.step,
+                                    self._maintenance.close))
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._mailbox, selectors.EVENT_READ, "mailbox")
+        self._pool: Pool | None = None
+        self._worker_id: int | None = None
+        self._stops = 0
+        self._stop_deadline = 0.0
+        self._stopped_claiming = False
+        self._close_deadline: float | None = None
+        self._closed = False
+        self._fenced = False
+        self._lost_handled: int | None = None
+        self._last_grant: tuple[int, int] = (0, 0)
+        self._jobs_seen = 0
+        self._heads_seen = 0
+        self._started: dict[str, int] = {}
+        self._next_supervision = 0.0
+        # Children whose pipe is watched for room to write (their outbox is not empty).
+        self._writing: set[Child] = set()
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit code (0 for a clean stop)."""
+        self._install_signals()
+        # Already running when started by `pgcc worker`; else it boots now.
+        forkserver.start()
+        self._start(self._parts[0])
+        try:
+            registered = self._wait_for_registration()
+            if registered is None:
+                return 0
+            self._start_pool(registered)
+            for part in self._parts[1:]:
+                self._start(part)
+            return self._loop()
+        finally:
+            if self._pool is not None:
+                self._pool.close()
+            for part in reversed(self._parts):
+                part.stop()
+            log.info("worker %s stopped", self._worker_id)
+
+    def _install_signals(self) -> None:
+        signal.set_wakeup_fd(self._mailbox.wakeup_fd(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._stops += 1
+        name = signal.Signals(signum).name
+        if self._stops == 1:
+            self._stop_deadline = time.monotonic() + self.config.grace
+            log.info("%s: stopping; running jobs get %g s to finish (again to stop now)",
+                     name, self.config.grace)
+        elif self._stops == 2:
+            log.info("%s again: stopping now; running jobs go back to the queue", name)
+        else:
+            log.info("%s a third time: exiting without waiting for the database", name)
+
+    def _wake_all(self) -> None:
+        self._mailbox.wake()
+        self._exchange.inbox.wake()
+
+    def _start(self, part: Part) -> None:
+        self._started[part.name] = self._started.get(part.name, 0) + 1
+        part.start()
+
+    def _wait_for_registration(self) -> Registered | None:
+        while not self._stops:
+            for _ in self._selector.select(TICK):
+                for message in self._mailbox.take():
+                    if isinstance(message, Registered):
+                        self._worker_id = message.worker_id
+                        return message
+            if self._supervise(time.monotonic()) is not None:
+                return None
+        return None
+
+    def _start_pool(self, registered: Registered) -> None:
+        config = self.config
+        child_config = runner.ChildConfig(
+            config.dsn, config.schema, str(config.tasks_dir), config.task_names,
+            max_result_bytes=registered.max_parameters_bytes,
+            lease_clock=self._status.clock, fence_after=CHILD_FENCE_AT * config.lease)
+        timeouts = {name: info.timeout or config.timeout for name, info in config.tasks.items()}
+        self._pool = Pool(self._context, child_config, config.concurrency, timeouts,
+                          config.prefetch)
+        for child in self._pool.start():
+            self._watch(child)
+
+    # ---- the loop ----------------------------------------------------------------
+
+    def _loop(self) -> int:
+        pool = self._pool
+        assert pool is not None
+        while True:
+            for key, mask in self._selector.select(self._timeout()):
+                data = key.data
+                if data == "mailbox":
+                    self._messages()
+                elif data[0] == "pipe":
+                    child: Child = data[1]
+                    if mask & selectors.EVENT_READ:
+                        pool.receive(child)
+                    if mask & selectors.EVENT_WRITE:
+                        child.write()
+                elif data[0] == "exit":
+                    self._exited(data[1])
+            now = time.monotonic()
+            deadline = pool.next_deadline()
+            if deadline is not None and now >= deadline:
+                pool.enforce_timeouts(now)
+            self._check_lease(now)
+            if now >= self._next_supervision:
+                self._next_supervision = now + TICK
+                code = self._supervise(now)
+                if code is not None:
+                    return code
+            self._hand_over(pool)
+            self._update_write_interest()
+            if self._stops:
+                code = self._stopping(pool, now)
+                if code is not None:
+                    return code
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        deadline = now + TICK
+        pool = self._pool
+        if pool is not None:
+            child_deadline = pool.next_deadline()
+            if child_deadline is not None:
+                deadline = min(deadline, child_deadline)
+        if self._stops:
+            deadline = min(deadline, self._stop_deadline)
+        return max(0.0, deadline - now)
+
+    def _messages(self) -> None:
+        pool = self._pool
+        for message in self._mailbox.take():
+            if isinstance(message, Claimed) and pool is not None:
+                self._jobs_seen += len(message.orders)
+                self._heads_seen += sum(1 for o in message.orders if o.queue is not None)
+                for child in pool.assign(message.orders, self.config.log_parameters):
+                    if child.outbox:
+                        self._writing.add(child)
+                # The exchange's credit changed: say how much room is left.
+                self._last_grant = (-1, -1)
+            elif isinstance(message, Closed):
+                self._closed = True
+
+    def _exited(self, child: Child) -> None:
+        pool = self._pool
+        assert pool is not None
+        self._unwatch(child)
+        replacement = pool.exited(child)
+        if replacement is not None:
+            self._watch(replacement)
+
+    def _hand_over(self, pool: Pool) -> None:
+        """Outcomes to the exchange, and room for more jobs."""
+        outcomes, queues = pool.take_outcomes()
+        if outcomes:
+            self._exchange.inbox.put(outcomes)
+        if self._stops:
+            return
+        if not pool.announced and pool.all_ready():
+            pool.announced = True
+            log.info("worker %s ready: %d children, tasks: %s", self._worker_id,
+                     len(pool.children), ", ".join(self.config.task_names) or "(none)")
+        room, idle = pool.capacity()
+        if queues or (room, idle) != self._last_grant:
+            self._last_grant = (room, idle)
+            self._exchange.inbox.put(Grant(room, idle, self._jobs_seen, self._heads_seen,
+                                           tuple(queues)))
+
+    # ---- children's pipes ------------------------------------------------------------
+
+    def _watch(self, child: Child) -> None:
+        self._selector.register(child.fd, selectors.EVENT_READ, ("pipe", child))
+        self._selector.register(child.sentinel, selectors.EVENT_READ, ("exit", child))
+
+    def _unwatch(self, child: Child) -> None:
+        self._selector.unregister(child.fd)
+        self._selector.unregister(child.sentinel)
+        self._writing.discard(child)
+
+    def _update_write_interest(self) -> None:
+        """Watch a pipe for room to write only while its outbox holds something."""
+        for child in list(self._writing):
+            key = self._selector.get_key(child.fd)
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if child.outbox else 0)
+            if key.events != events:
+                self._selector.modify(child.fd, events, key.data)
+            if not child.outbox:
+                self._writing.discard(child)
+
+    # ---- the lease and the parts -------------------------------------------------------
+
+    def _check_lease(self, now: float) -> None:
+        pool = self._pool
+        assert pool is not None
+        lease = self._status.get()
+        if lease.lost and self._lost_handled != lease.worker_id:
+            self._lost_handled = lease.worker_id
+            stopped = pool.stop_all("the reaper declared this worker dead")
+            log.error("this worker's lease was taken over by the reaper; %d running jobs "
+                      "stopped, registering again", stopped)
+        age = now - lease.renewed_at
+        if age > FENCE_AT * self.config.lease:
+            if not self._fenced:
+                self._fenced = True
+                stopped = pool.stop_all("the worker could not renew its lease")
+                log.error("lease not renewed for %.1f s (lease %g s): stopped %d running jobs "
+                          "so that no job runs twice", age, self.config.lease, stopped)
+        elif self._fenced:
+            self._fenced = False
+            log.info("lease renewed again")
+
+    def _supervise(self, now: float) -> int | None:
+        """Restart a part whose thread ended; give up on one stuck for a lease."""
+        limit = self.config.stall_limit()
+        links = {"exchange": self._exchange.link, "lease": self._keeper.link}
+        if self._maintenance is not None:
+            links["maintenance"] = self._maintenance.link
+        for part in self._parts:
+            link = links.get(part.name)
+            # A call that hangs (a silent network) is cut; the part then reconnects.
+            if link is not None:
+                link.cut_if_stuck(self.config.lease / 2)
+            if part.name == "exchange" and self._exchange.closed:
+                continue
+            if not part.alive:
+                if self._started.get(part.name, 0) > 10:
+                    log.critical("%s: its thread ended again (restarted %d times); exiting",
+                                 part.name, self._started[part.name] - 1)
+                    return EXIT_STALLED
+                log.error("%s: its thread ended; starting it again", part.name)
+                self._start(part)
+            elif part.pulse.age() > limit:
+                log.critical("%s: no progress for %.1f s (more than the lease); exiting so "
+                             "that a fresh worker takes over", part.name, part.pulse.age())
+                if self._pool is not None:
+                    self._pool.stop_all("the worker is exiting: one of its parts is stuck")
+                return EXIT_STALLED
+        return None
+
+    # ---- stopping ------------------------------------------------------------------
+
+    def _stopping(self, pool: Pool, now: float) -> int | None:
+        if not self._stopped_claiming:
+            self._stopped_claiming = True
+            pool.stopping = True
+            self._exchange.inbox.put(StopClaiming())
+        if self._stops >= 2 or now >= self._stop_deadline:
+            pool.shut_down_running()
+        if pool.busy():
+            return None
+        if self._close_deadline is None:
+            outcomes, _ = pool.take_outcomes()
+            if outcomes:
+                self._exchange.inbox.put(outcomes)
+            self._close_deadline = now + max(MIN_CLOSE_TIME, self.config.lease)
+            self._exchange.inbox.put(Close(self._close_deadline))
+        if self._closed:
+            return 0
+        if self._stops >= 3 or now > self._close_deadline + 2:
+            log.error("the database did not take this worker's last outcomes; exiting")
+            return 0
+        return None
