@@ -12,8 +12,9 @@ from multiprocessing import forkserver
 from multiprocessing.context import ForkServerContext
 
 # A child re-runs the main script's imports (the `pgcc` script's are light);
-# this is what it needs to run jobs: the runner, the client and psycopg.
-PRELOAD = ["pgcc.runner"]
+# this is what it needs to run jobs: the runner, the client and psycopg; and
+# what keeps the forkserver alive through a process-group SIGTERM.
+PRELOAD = ["pgcc.runner", "pgcc.worker.in_forkserver"]
 
 
 def context() -> ForkServerContext:

@@ -79,6 +79,11 @@ class Worker:
         self._heads_seen = 0
         self._started: dict[str, int] = {}
         self._next_supervision = 0.0
+        # Since when the supervisor has been running without a gap: a part is
+        # judged stuck only over a stretch the supervisor itself was awake for
+        # (after SIGSTOP or a suspended machine, every pulse looks old).
+        self._awake_since = time.monotonic()
+        self._last_supervision = time.monotonic()
         # Children whose pipe is watched for room to write (their outbox is not empty).
         self._writing: set[Child] = set()
 
@@ -285,6 +290,10 @@ class Worker:
     def _supervise(self, now: float) -> int | None:
         """Restart a part whose thread ended; give up on one stuck for a lease."""
         limit = self.config.stall_limit()
+        if now - self._last_supervision > 1.0:
+            self._awake_since = now
+        self._last_supervision = now
+        judging = now - self._awake_since > limit
         links = {"exchange": self._exchange.link, "lease": self._keeper.link}
         if self._maintenance is not None:
             links["maintenance"] = self._maintenance.link
@@ -302,7 +311,7 @@ class Worker:
                     return EXIT_STALLED
                 log.error("%s: its thread ended; starting it again", part.name)
                 self._start(part)
-            elif part.pulse.age() > limit:
+            elif judging and part.pulse.age() > limit:
                 log.critical("%s: no progress for %.1f s (more than the lease); exiting so "
                              "that a fresh worker takes over", part.name, part.pulse.age())
                 if self._pool is not None:
