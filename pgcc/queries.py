@@ -58,7 +58,19 @@ def channel(schema: str) -> str:
     return f"pgcc.{schema}"
 
 
-def lock_space(schema: str) -> int:
-    """The first key of every advisory lock pgcc takes in this environment."""
-    unsigned = zlib.crc32(f"pgcc.{schema}".encode())
+def _key(text: str) -> int:
+    unsigned = zlib.crc32(text.encode())
     return unsigned - (1 << 32) if unsigned >= 1 << 31 else unsigned
+
+
+def lock_space(schema: str) -> int:
+    """The first key of pgcc's own advisory locks in this environment:
+    (space, 0) the reaper's leadership, (space, 1) migrations."""
+    return _key(f"pgcc.{schema}")
+
+
+def queue_lock_space(schema: str) -> int:
+    """The first key of the queues' advisory locks, (space, hashtext(queue)):
+    a space of their own, so no queue name can take one of pgcc's own locks."""
+    space = _key(f"pgcc.queues.{schema}")
+    return space if space != lock_space(schema) else space ^ 1

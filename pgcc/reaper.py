@@ -13,7 +13,7 @@ from typing import Any
 
 from pgcc.database import Link, Rows, StatementFailed
 from pgcc.policy import ErrorClass, classify, describe
-from pgcc.queries import channel, for_schema, lock_space
+from pgcc.queries import channel, for_schema, lock_space, queue_lock_space
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,9 @@ class Reaper:
     def tick(self, link: Link) -> ReapResult:
         """One pass: reap, clear stale queue locks, and prune when due."""
         # With parameters (none), so that the query's %% reaches PostgreSQL as %.
-        requeued, dead, removed = self._run(link, "reap", {})[0]
-        self._run(link, "clear_stale_queue_locks")
+        space = {"queue_lock_space": queue_lock_space(self._schema)}
+        requeued, dead, removed = self._run(link, "reap", space)[0]
+        self._run(link, "clear_stale_queue_locks", space)
         if requeued:
             # Idle workers learn when the requeued jobs are due (after their backoff)
             # now, not at their next poll.

@@ -35,6 +35,8 @@ from pgcc.worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
 # Exit code of a child whose task ran out of memory (MemoryError): the worker
 # reports it as such rather than as a plain crash.
 OUT_OF_MEMORY_EXIT = 86
+# Exit code of a child that would not start a job: its worker's lease had lapsed.
+LEASE_LAPSED_EXIT = 87
 _PR_SET_PDEATHSIG = 1
 
 # An error text longer than this is cut: it is for a human to read.
@@ -153,7 +155,7 @@ class AsyncJobContext(_JobFields):
 
 def _run(env: _Environment, order: JobOrder) -> tuple[JobState, str | None, str | None]:
     """Run one job: its state, result (JSON text) and error."""
-    job_id, task_name, parameters, attempt, queue = order
+    job_id, task_name, parameters, attempt, queue, _ = order
     try:
         task = env.task(task_name)
         params = json.loads(parameters)
@@ -230,6 +232,12 @@ def _die_with_worker(worker_pid: int) -> None:
     threading.Thread(target=watch, name="pgcc-worker-watch", daemon=True).start()
 
 
+def _lease_lapsed(config: ChildConfig) -> bool:
+    clock = config.lease_clock
+    return clock is not None and config.fence_after > 0 \
+        and time.monotonic() - clock.value > config.fence_after
+
+
 def _stop_when_lease_lapses(config: ChildConfig) -> threading.Event:
     """The worker stops its jobs when it cannot renew its lease; but a frozen
     worker (SIGSTOP, a paused machine) cannot, and the reaper hands its jobs out
@@ -290,6 +298,11 @@ def child_main(channel: Connection, config: ChildConfig) -> None:
         if batch is SHUTDOWN:
             break
         for order in batch:
+            if _lease_lapsed(config):
+                # The worker was frozen (SIGSTOP, a paused machine) while this job
+                # waited: the reaper may have handed it out again. Not started;
+                # the worker records no response, fenced off if it was.
+                os._exit(LEASE_LAPSED_EXIT)
             running.set()
             started = time.perf_counter()
             state, result, error = _run(env, order)

@@ -9,6 +9,7 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
+from pgcc.errors import ConfigurationError
 from pgcc.queries import lock_space
 from pgcc.validation import check_schema
 
@@ -54,7 +55,14 @@ def migrate(conn: psycopg.Connection[object], schema: str) -> list[int]:
         )
         cur = conn.execute("SELECT version FROM schema_migrations")
         done = {row[0] for row in cur.fetchall()}  # type: ignore[index]
-        for migration in migrations():
+        known = migrations()
+        newest = max((m.version for m in known), default=0)
+        if done and max(done) > newest:
+            raise ConfigurationError(
+                f"schema {schema} is at version {max(done)}, newer than this pgcc knows "
+                f"({newest}): upgrade pgcc on this machine (an older worker must not run "
+                "against a newer schema)")
+        for migration in known:
             if migration.version in done:
                 continue
             conn.execute(migration.text.encode())

@@ -74,15 +74,21 @@ RETURNING id;
 DELETE FROM {schema}.workers WHERE id = %(worker)s;
 
 -- name: heartbeat
--- Renews this worker's lease and its running jobs' heartbeats. No row back
--- means the reaper already declared this worker dead.
+-- Renews this worker's lease and its running jobs' heartbeats, and says which
+-- jobs (ids and tokens) the database still gives this worker: any other job
+-- the worker runs is no longer its own (cancelled, or taken back by the
+-- reaper) and is stopped. No row back means the reaper already declared this
+-- worker dead.
 WITH renewed AS (
     UPDATE {schema}.workers SET heartbeat_at = now() WHERE id = %(worker)s RETURNING id
 ), jobs_renewed AS (
     UPDATE {schema}.jobs SET heartbeat_at = now()
     WHERE worker_id IN (SELECT id FROM renewed) AND state = 'running'
+    RETURNING id, token
 )
-SELECT id FROM renewed;
+SELECT r.id, coalesce((SELECT array_agg(id) FROM jobs_renewed), ARRAY[]::bigint[]),
+       coalesce((SELECT array_agg(token) FROM jobs_renewed), ARRAY[]::bigint[])
+FROM renewed r;
 
 -- name: claim
 -- Takes up to %(limit)s due jobs of this worker's tasks: jobs without a queue
@@ -138,32 +144,51 @@ WITH RECURSIVE walked AS (
           AND NOT EXISTS (SELECT FROM {schema}.queue_locks l WHERE l.queue = h.queue)
         ORDER BY j.scheduled_at, j.id OFFSET 0
     ) c
-    WHERE pg_try_advisory_xact_lock(%(lock_space)s, hashtext(c.queue))
+    WHERE pg_try_advisory_xact_lock(%(queue_lock_space)s, hashtext(c.queue))
     LIMIT %(head_limit)s
+), held_heads AS (
+    -- The heads' rows locked; one a cancel is changing is left for the next
+    -- claim, and one a cancel changed meanwhile is no longer queued. A claim
+    -- waits for no other transaction (see lock_queue in the schema).
+    SELECT j.id, j.scheduled_at AS sort_at FROM {schema}.jobs j
+    WHERE j.id = ANY(ARRAY(SELECT id FROM queue_heads)) AND j.state = 'queued'
+    FOR UPDATE SKIP LOCKED
 ), picked AS (
-    SELECT id FROM (SELECT id, sort_at FROM free UNION ALL SELECT id, sort_at FROM queue_heads) c
-    ORDER BY sort_at, id LIMIT %(limit)s
+    -- Each with the token of this claim, drawn once (the CTE is read twice).
+    SELECT c.id, j.queue, {schema}.new_token() AS token
+    FROM (SELECT id, sort_at FROM free UNION ALL SELECT id, sort_at FROM held_heads
+          ORDER BY sort_at, id LIMIT %(limit)s) c
+    JOIN {schema}.jobs j ON j.id = c.id
+), locked AS (
+    -- A queue's lock is taken first, against what is committed now, not what
+    -- this statement's snapshot saw: a claim that committed since (of a job
+    -- that committed late, ahead of the head seen here) holds it, and this
+    -- head is then left alone. So the claim never trips the one-running-job
+    -- index, whatever the interleaving.
+    INSERT INTO {schema}.queue_locks (queue, job_id, token, worker_id)
+    SELECT queue, id, token, %(worker)s FROM picked WHERE queue IS NOT NULL
+    ON CONFLICT (queue) DO NOTHING
+    RETURNING job_id
 ), claimed AS (
     -- By id through an array, so that even a generic plan finds the rows by index.
     UPDATE {schema}.jobs j
-    SET state = 'running', attempts = j.attempts + 1, started_at = now(),
+    SET state = 'running', attempts = j.attempts + 1, token = p.token, started_at = now(),
         heartbeat_at = now(), worker_id = %(worker)s, finished_at = NULL,
         max_attempts = coalesce(j.max_attempts, (
             SELECT t.max_attempts
             FROM unnest(%(tasks)s::text[], %(max_attempts)s::int[]) AS t(task, max_attempts)
             WHERE t.task = j.task))
-    -- Still queued: a queue head is held by its advisory lock, not a row lock,
-    -- and a cancel that committed meanwhile must win.
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.state = 'queued'
-    RETURNING j.id, j.task, j.parameters::text AS parameters, j.queue, j.attempts, j.run_at
-), locked AS (
-    INSERT INTO {schema}.queue_locks (queue, job_id, attempt, worker_id)
-    SELECT queue, id, attempts, %(worker)s FROM claimed WHERE queue IS NOT NULL
+    FROM picked p
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.id = p.id AND j.state = 'queued'
+      AND (p.queue IS NULL OR p.id IN (SELECT job_id FROM locked))
+    RETURNING j.id, j.task, j.parameters::text AS parameters, j.queue, j.attempts, j.run_at,
+              j.token
 )
-SELECT id, task, parameters, queue, attempts, run_at::text FROM claimed ORDER BY run_at, id;
+SELECT id, task, parameters, queue, attempts, run_at::text, token FROM claimed
+ORDER BY run_at, id;
 
 -- name: running_of_worker
-SELECT id, attempts FROM {schema}.jobs WHERE worker_id = %(worker)s AND state = 'running';
+SELECT id, token FROM {schema}.jobs WHERE worker_id = %(worker)s AND state = 'running';
 
 -- name: next_due
 -- In how many seconds the next job this worker could run becomes due, for its
@@ -186,12 +211,12 @@ SELECT value::bigint FROM {schema}.settings WHERE key = 'max_parameters_bytes';
 
 -- name: finish
 -- Records responses (done or failed), given as one JSON array of
--- [id, attempt, state, result as JSON text or null, error or null]: one
+-- [id, token, state, result as JSON text or null, error or null]: one
 -- parameter is far cheaper for the worker to send than five arrays. Each row
--- is fenced by the attempt it belongs to: a late answer from a stale attempt
--- matches nothing.
+-- is fenced by the token of the claim it belongs to: a late answer from a
+-- stale claim matches nothing.
 WITH outcome AS (
-    SELECT (o ->> 0)::bigint AS id, (o ->> 1)::int AS attempt, o ->> 2 AS state,
+    SELECT (o ->> 0)::bigint AS id, (o ->> 1)::bigint AS token, o ->> 2 AS state,
            (o ->> 3)::jsonb AS result, o ->> 4 AS error
     FROM jsonb_array_elements(%(outcomes)s::jsonb) AS o
 ), finished AS (
@@ -199,12 +224,15 @@ WITH outcome AS (
     SET state = o.state, result = o.result, error = o.error, finished_at = now(),
         heartbeat_at = NULL
     FROM outcome o
-    WHERE j.id = o.id AND j.attempts = o.attempt AND j.state = 'running'
+    WHERE j.id = o.id AND j.token = o.token AND j.state = 'running'
       AND j.worker_id = %(worker)s
     RETURNING j.id, j.queue
+), unlocking AS (
+    SELECT {schema}.lock_queue(%(queue_lock_space)s, f.queue) AS queue, f.id
+    FROM finished f WHERE f.queue IS NOT NULL
 ), unlocked AS (
-    DELETE FROM {schema}.queue_locks l USING finished f
-    WHERE l.queue = f.queue AND l.job_id = f.id
+    DELETE FROM {schema}.queue_locks l USING unlocking u
+    WHERE l.queue = u.queue AND l.job_id = u.id
 )
 SELECT id FROM finished;
 
@@ -214,8 +242,8 @@ SELECT id FROM finished;
 WITH lost AS (
     SELECT l.*, {schema}.attempts_used(j.attempts, j.attempt_errors) AS used,
            coalesce(j.max_attempts, 10) AS allowed
-    FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(reasons)s::text[])
-        AS l(id, attempt, reason)
+    FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(reasons)s::text[])
+        AS l(id, token, reason)
     JOIN {schema}.jobs j ON j.id = l.id
 ), moved AS (
     UPDATE {schema}.jobs j
@@ -227,12 +255,15 @@ WITH lost AS (
             'attempt', j.attempts, 'error', l.reason, 'at', now())),
         worker_id = NULL, heartbeat_at = NULL
     FROM lost l
-    WHERE j.id = l.id AND j.attempts = l.attempt AND j.state = 'running'
+    WHERE j.id = l.id AND j.token = l.token AND j.state = 'running'
       AND j.worker_id = %(worker)s
     RETURNING j.id, j.queue, j.state
+), unlocking AS (
+    SELECT {schema}.lock_queue(%(queue_lock_space)s, m.queue) AS queue, m.id
+    FROM moved m WHERE m.queue IS NOT NULL
 ), unlocked AS (
-    DELETE FROM {schema}.queue_locks l USING moved m
-    WHERE l.queue = m.queue AND l.job_id = m.id
+    DELETE FROM {schema}.queue_locks l USING unlocking u
+    WHERE l.queue = u.queue AND l.job_id = u.id
 )
 SELECT id, state FROM moved;
 
@@ -241,8 +272,8 @@ SELECT id, state FROM moved;
 -- A job that never started (it waited behind another in a child's line, or
 -- the claim's answer was lost) goes back as if it had never been claimed.
 WITH back AS (
-    SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(started)s::boolean[])
-        AS b(id, attempt, started)
+    SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(started)s::boolean[])
+        AS b(id, token, started)
 ), moved AS (
     UPDATE {schema}.jobs j
     SET state = 'queued', run_at = least(j.run_at, now()), worker_id = NULL,
@@ -254,12 +285,15 @@ WITH back AS (
                                'put_back', true, 'at', now()))
             ELSE j.attempt_errors END
     FROM back b
-    WHERE j.id = b.id AND j.attempts = b.attempt AND j.state = 'running'
+    WHERE j.id = b.id AND j.token = b.token AND j.state = 'running'
       AND j.worker_id = %(worker)s
     RETURNING j.id, j.queue
+), unlocking AS (
+    SELECT {schema}.lock_queue(%(queue_lock_space)s, m.queue) AS queue, m.id
+    FROM moved m WHERE m.queue IS NOT NULL
 ), unlocked AS (
-    DELETE FROM {schema}.queue_locks l USING moved m
-    WHERE l.queue = m.queue AND l.job_id = m.id
+    DELETE FROM {schema}.queue_locks l USING unlocking u
+    WHERE l.queue = u.queue AND l.job_id = u.id
 )
 SELECT id FROM moved;
 
@@ -295,9 +329,12 @@ WITH expired AS (
     FROM orphans o
     WHERE j.id = o.id
     RETURNING j.id, j.queue, j.state
+), unlocking AS (
+    SELECT {schema}.lock_queue(%(queue_lock_space)s, m.queue) AS queue, m.id
+    FROM moved m WHERE m.queue IS NOT NULL
 ), unlocked AS (
-    DELETE FROM {schema}.queue_locks l USING moved m
-    WHERE l.queue = m.queue AND l.job_id = m.id
+    DELETE FROM {schema}.queue_locks l USING unlocking u
+    WHERE l.queue = u.queue AND l.job_id = u.id
 ), removed AS (
     DELETE FROM {schema}.workers w USING expired e WHERE w.id = e.id RETURNING w.id
 )
@@ -307,11 +344,18 @@ SELECT (SELECT count(*) FROM moved WHERE state = 'queued') AS requeued,
 
 -- name: clear_stale_queue_locks
 -- A queue lock whose job is no longer running would block its queue forever.
-DELETE FROM {schema}.queue_locks l
-WHERE NOT EXISTS (
+-- Checked again once the queue's advisory lock is held.
+WITH stale AS (
+    SELECT {schema}.lock_queue(%(queue_lock_space)s, l.queue) AS queue
+    FROM {schema}.queue_locks l
+    WHERE NOT EXISTS (
+        SELECT FROM {schema}.jobs j
+        WHERE j.id = l.job_id AND j.state = 'running' AND j.token = l.token)
+)
+DELETE FROM {schema}.queue_locks l USING stale s
+WHERE l.queue = s.queue AND NOT EXISTS (
     SELECT FROM {schema}.jobs j
-    WHERE j.id = l.job_id AND j.state = 'running' AND j.attempts = l.attempt
-);
+    WHERE j.id = l.job_id AND j.state = 'running' AND j.token = l.token);
 
 -- name: prune
 -- One small batch of finished jobs past the retention; SKIP LOCKED so it never

@@ -38,7 +38,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from pgcc import embedded
 from pgcc import schema as pgcc_schema
-from pgcc.queries import for_schema, lock_space
+from pgcc.queries import for_schema, queue_lock_space
 from pgcc.worker.exchange import FRONT
 from tests import chaos_task
 from tests.proxy import Proxy
@@ -240,6 +240,71 @@ def test_kill_child(chaos: Chaos, start_worker: WorkerFactory) -> None:
     assert_invariants(chaos, ids)
 
 
+def last_seen(env: Chaos, job_id: int, attempt: int) -> dt.datetime:
+    """When the run of this attempt was last seen alive (or ended)."""
+    return env.one(  # type: ignore[no-any-return]
+        "SELECT coalesce(ended_at, seen_at) FROM {log} WHERE job_id = %s AND attempt = %s",
+        [job_id, attempt])
+
+
+def test_a_job_taken_back_is_stopped_at_the_next_heartbeat(
+        chaos: Chaos, start_worker: WorkerFactory) -> None:
+    """A clock jump makes the reaper requeue a job whose worker is alive: the worker
+    learns it at its next heartbeat and stops its copy then, before the job's next
+    claim may start it elsewhere, not at the end of its lease."""
+    worker = start_worker(chaos.tasks, *FAST, "--concurrency", "1", "--no-reaper")
+    (job,) = chaos.schedule([("jump", 6.0)])
+    ((_, attempt, _),) = wait_for(lambda: chaos.started(worker.pid, 1), what="the job to run")
+    (worker_id,) = chaos.worker_ids(worker.pid)
+    # The worker's heartbeat as if its clock had jumped back an hour, and the
+    # reaper's pass (as another machine's would run it) in the same transaction,
+    # before the worker's next heartbeat can put it right.
+    with chaos.conn.transaction():
+        chaos.conn.execute(chaos.q("UPDATE {workers} SET heartbeat_at = now() - interval '1 h'"
+                                   " WHERE id = %s"), [worker_id])
+        reaped = chaos.conn.execute(for_schema(chaos.schema)["reap"], {
+            "queue_lock_space": queue_lock_space(chaos.schema)}).fetchone()
+    assert reaped is not None and reaped[0] == 1, reaped
+    taken_at = chaos.now()
+    wait_for(lambda: chaos.one("SELECT ended_at IS NOT NULL OR seen_at < clock_timestamp()"
+                               " - interval '0.3 s' FROM {log} WHERE job_id = %s AND"
+                               " attempt = %s", [job, attempt]),
+             timeout=LEASE + 5, what="the old copy to stop")
+    stopped = (last_seen(chaos, job, attempt) - taken_at).total_seconds()
+    assert stopped < LEASE / 4 + 1.0, f"the old copy ran on {stopped:.2f} s"
+    chaos.wait_all_final(timeout=60)
+    assert worker.process.poll() is None
+    assert_invariants(chaos, [job])
+
+
+def test_a_job_no_longer_the_workers_is_stopped_although_its_lease_holds(
+        chaos: Chaos, start_worker: WorkerFactory) -> None:
+    """The database gives a running job to nobody (here by hand, as an operator's
+    requeue would) while its worker's lease is sound: the worker's next heartbeat
+    says the job is no longer its own, and the worker stops it at once."""
+    worker = start_worker(chaos.tasks, *FAST, "--concurrency", "2")
+    job, other = chaos.schedule([("mine", 6.0), ("theirs", 6.0)])
+    wait_for(lambda: chaos.started(worker.pid, 2), what="the jobs to run")
+    attempt = chaos.one("SELECT attempts FROM {jobs} WHERE id = %s", [job])
+    with chaos.conn.transaction():
+        chaos.conn.execute(chaos.q(
+            "UPDATE {jobs} SET state = 'queued', worker_id = NULL, run_at = now()"
+            " + interval '1 h' WHERE id = %s"), [job])
+        chaos.conn.execute(chaos.q("DELETE FROM {queue_locks} WHERE job_id = %s"), [job])
+    taken_at = chaos.now()
+    wait_for(lambda: chaos.one("SELECT ended_at IS NOT NULL OR seen_at < clock_timestamp()"
+                               " - interval '0.3 s' FROM {log} WHERE job_id = %s AND"
+                               " attempt = %s", [job, attempt]),
+             timeout=LEASE + 5, what="the job's copy to stop")
+    stopped = (last_seen(chaos, job, attempt) - taken_at).total_seconds()
+    assert stopped < LEASE / 4 + 1.0, f"the copy ran on {stopped:.2f} s"
+    assert "no longer this worker's" in worker.log()
+    # The other job was not touched, and the worker kept its registration.
+    assert chaos.one("SELECT state FROM {jobs} WHERE id = %s", [other]) in ("running", "done")
+    assert chaos.worker_ids(worker.pid) != []
+    assert worker.process.poll() is None
+
+
 # --- the database connection goes away -----------------------------------------------------
 
 
@@ -324,11 +389,13 @@ def test_network_cut(chaos: Chaos, start_worker: WorkerFactory) -> None:
 
 
 def test_stale_finish_is_fenced(chaos: Chaos) -> None:
-    """A stale worker's outcome for an old attempt changes nothing."""
+    """A stale worker's outcome for an earlier claim changes nothing: outcomes are
+    fenced by the claim's token."""
     queries = for_schema(chaos.schema)
-    space = lock_space(chaos.schema)
+    space = queue_lock_space(chaos.schema)
 
     def run(name: str, **params: Any) -> list[tuple[Any, ...]]:
+        params.setdefault("queue_lock_space", space)
         return chaos.conn.execute(queries[name], params).fetchall()
 
     def register() -> int:
@@ -337,13 +404,13 @@ def test_stale_finish_is_fenced(chaos: Chaos) -> None:
 
     def claim(worker: int) -> list[tuple[Any, ...]]:
         return run("claim", worker=worker, tasks=["chaos"], max_attempts=[10], limit=1,
-                   head_limit=1, queues=[], search=True, lock_space=space,
+                   head_limit=1, queues=[], search=True,
                    free_after_run_at=FRONT[0], free_after_id=FRONT[1])
 
-    def finish(worker: int, attempt: int, state: str, result: str | None) -> list[Any]:
+    def finish(worker: int, token: int, state: str, result: str | None) -> list[Any]:
         error = "boom" if state == "failed" else None
         return run("finish", worker=worker,
-                   outcomes=json.dumps([[job, attempt, state, result, error]]))
+                   outcomes=json.dumps([[job, token, state, result, error]]))
 
     def snapshot() -> tuple[Any, ...]:
         return chaos.rows("SELECT state, attempts, worker_id, result, error, finished_at,"
@@ -352,32 +419,33 @@ def test_stale_finish_is_fenced(chaos: Chaos) -> None:
 
     (job,) = chaos.schedule([("fence", 0.1)])
     old, new = register(), register()
-    assert [r[0] for r in claim(old)] == [job]
+    ((_, *_, old_token),) = claim(old)
     # The old worker stops heartbeating; the reaper gives its job to the new one.
     chaos.conn.execute(chaos.q("UPDATE {workers} SET heartbeat_at = now() - interval '1 h'"
                                " WHERE id = %s"), [old])
     assert run("reap")[0][:2] == (1, 0)
     chaos.conn.execute(chaos.q("UPDATE {jobs} SET run_at = now() WHERE id = %s"), [job])
-    assert [(r[0], r[4]) for r in claim(new)] == [(job, 2)]
+    ((claimed_job, *_, attempt, _, new_token),) = claim(new)
+    assert (claimed_job, attempt) == (job, 2) and new_token != old_token
     before = snapshot()
-    stale = [(old, 1), (new, 1), (old, 2)]
-    for worker, attempt in stale:
-        assert finish(worker, attempt, "done", '{"stale": true}') == []
-        assert finish(worker, attempt, "failed", None) == []
-        assert run("retry", worker=worker, ids=[job], attempts=[attempt],
+    stale = [(old, old_token), (new, old_token), (old, new_token), (new, new_token + 1)]
+    for worker, token in stale:
+        assert finish(worker, token, "done", '{"stale": true}') == []
+        assert finish(worker, token, "failed", None) == []
+        assert run("retry", worker=worker, ids=[job], tokens=[token],
                    reasons=["stale"]) == []
         for started in (True, False):
-            assert run("release", worker=worker, ids=[job], attempts=[attempt],
+            assert run("release", worker=worker, ids=[job], tokens=[token],
                        started=[started]) == []
         assert snapshot() == before
-    assert finish(new, 2, "done", '{"fresh": true}') == [(job,)]
+    assert finish(new, new_token, "done", '{"fresh": true}') == [(job,)]
     done = snapshot()
     assert done[:4] == ("done", 2, new, {"fresh": True})
     assert done[7] is None, "the queue lock was not released"
     # A late duplicate of the answer, or a stale one, after the response: nothing.
-    for worker, attempt in [*stale, (new, 2)]:
-        assert finish(worker, attempt, "failed", None) == []
-        assert run("retry", worker=worker, ids=[job], attempts=[attempt],
+    for worker, token in [*stale, (new, new_token)]:
+        assert finish(worker, token, "failed", None) == []
+        assert run("retry", worker=worker, ids=[job], tokens=[token],
                    reasons=["late"]) == []
         assert snapshot() == done
 
@@ -527,3 +595,14 @@ def test_reaper_prunes_old_finished_jobs(chaos: Chaos) -> None:
     out = reaper_once(chaos.dsn, chaos.schema, "--retention", "3600")
     assert out.strip().endswith("pruned 0"), out
 
+
+
+def test_pruning_deletes_everything_eligible_however_much(chaos: Chaos) -> None:
+    """50,000 finished jobs past the retention: one `reaper --once` prunes them all
+    (in batches), not a fixed number per pass; a worker's reaper keeps up too."""
+    chaos.conn.execute(chaos.q(
+        "INSERT INTO {jobs} (task, state, attempts, finished_at)"
+        " SELECT 'chaos', 'done', 1, now() - interval '2 h' FROM generate_series(1, 50000)"))
+    out = reaper_once(chaos.dsn, chaos.schema, "--retention", "3600")
+    assert out.strip().endswith("pruned 50000"), out
+    assert chaos.one("SELECT count(*) FROM {jobs}") == 0

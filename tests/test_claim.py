@@ -7,7 +7,10 @@ open while another claims, which a worker under load does all the time.
 
 from __future__ import annotations
 
+import json
+import random
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +18,7 @@ import psycopg
 import pytest
 
 import pgcc
-from pgcc.queries import Queries, for_schema, lock_space
+from pgcc.queries import Queries, for_schema, lock_space, queue_lock_space
 from pgcc.worker.exchange import FRONT
 
 
@@ -24,19 +27,22 @@ class Claimer:
 
     def __init__(self, dsn: str, schema: str) -> None:
         self.queries: Queries = for_schema(schema)
-        self.space = lock_space(schema)
+        self.space = queue_lock_space(schema)
         self.conn = psycopg.connect(dsn, autocommit=True)
         self.worker = self.run("register_worker", hostname="test", pid=1, tasks=["t"],
                                concurrency=1, lease=30)[0][0]
 
     def run(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
+        params.setdefault("queue_lock_space", self.space)
         return self.conn.execute(self.queries[name], params).fetchall()
 
-    def claim(self, limit: int, after: tuple[str, int] = FRONT
-              ) -> list[tuple[Any, ...]]:
+    def claim(self, limit: int, after: tuple[str, int] = FRONT,
+              queues: list[str] | None = None) -> list[tuple[Any, ...]]:
+        """Walking every queue, or looking at `queues` only (as after their jobs ended)."""
         return self.run("claim", worker=self.worker, tasks=["t"], max_attempts=[10],
-                        limit=limit, head_limit=limit, queues=[], search=True,
-                        lock_space=self.space, free_after_run_at=after[0],
+                        limit=limit, head_limit=limit, queues=queues or [],
+                        search=queues is None,
+                        free_after_run_at=after[0],
                         free_after_id=after[1])
 
 
@@ -68,13 +74,13 @@ def test_a_cancel_that_commits_during_a_claim_wins(
     claimed: list[list[tuple[Any, ...]]] = []
     with first.conn.transaction():
         first.conn.execute(f'SELECT "{schema_name}".cancel_job(%s)', [head])
-        # The claim finds the head still queued in its snapshot, and waits for the
-        # cancel's row lock before it may update the row.
+        # The claim finds the head still queued in its snapshot, but its row
+        # locked by the cancel: it leaves it, without waiting (a claim waits
+        # for no other transaction).
         claiming = threading.Thread(target=lambda: claimed.append(second.claim(limit=1)))
         claiming.start()
-        claiming.join(timeout=0.5)
-        assert claiming.is_alive(), "the claim should wait for the cancel's row lock"
-    claiming.join(timeout=10)
+        claiming.join(timeout=5)
+        assert not claiming.is_alive(), "the claim waited for the cancel"
     assert claimed == [[]]
     assert client.get_job(head).state == "cancelled"  # type: ignore[union-attr]
     locks = db.execute(f'SELECT count(*) FROM "{schema_name}".queue_locks').fetchone()
@@ -90,7 +96,7 @@ def test_a_claim_reads_on_from_its_position_and_from_the_front_when_asked(
     taken = claimer.claim(limit=2)
     assert [row[0] for row in taken] == ids[:2]
     position = max((row[5], row[0]) for row in taken)
-    back = claimer.run("release", worker=claimer.worker, ids=[ids[0]], attempts=[1],
+    back = claimer.run("release", worker=claimer.worker, ids=[ids[0]], tokens=[taken[0][6]],
                        started=[False])
     assert back == [(ids[0],)]
     assert [row[0] for row in claimer.claim(limit=1, after=position)] == [ids[2]]
@@ -104,3 +110,106 @@ def test_the_workers_queries_fit_psycopgs_parse_cache_for_the_longest_schema_nam
     queries = for_schema("s" * 63)
     for name in ("claim", "finish", "retry", "release", "next_due", "heartbeat", "reap"):
         assert len(queries[name].encode()) <= 4096, name
+
+
+def test_a_queue_whose_name_hashes_to_zero_runs_while_the_reaper_leads(
+        client: pgcc.Client, claimers: tuple[Claimer, Claimer]) -> None:
+    """Queue locks live in a key space of their own: the reaper's leadership
+    lock (space, 0) and the migrations' (space, 1) never block a queue."""
+    first, second = claimers
+    zero = "queue-tGakGc"
+    assert first.conn.execute("SELECT hashtext(%s)", [zero]).fetchone() == (0,)
+    leader = lock_space(first.queries.schema)
+    second.conn.execute("SELECT pg_advisory_lock(%s, 0), pg_advisory_lock(%s, 1)",
+                        [leader, leader])
+    job = client.schedule_task("t", {}, queue=zero)
+    assert [row[0] for row in first.claim(limit=1)] == [job]
+
+
+def test_each_claim_gets_a_token_no_earlier_claim_had(
+        client: pgcc.Client, claimers: tuple[Claimer, Claimer]) -> None:
+    """Putting a job back (which gives its attempt back) does not give its token
+    back: the earlier claim's late answer is fenced off."""
+    claimer, _ = claimers
+    job = client.schedule_task("t", {})
+    tokens = []
+    for _ in range(5):
+        ((job_id, *_, attempt, _, token),) = claimer.claim(limit=1)
+        assert (job_id, attempt) == (job, 1)
+        tokens.append(token)
+        assert claimer.run("release", worker=claimer.worker, ids=[job], tokens=[token],
+                           started=[False]) == [(job,)]
+    assert len(set(tokens)) == len(tokens)
+    ((_, *_, token),) = claimer.claim(limit=1)
+    for old in tokens:
+        outcome = json.dumps([[job, old, "done", '"stale"', None]])
+        assert claimer.run("finish", worker=claimer.worker, outcomes=outcome) == []
+    outcome = json.dumps([[job, token, "done", '"fresh"', None]])
+    assert claimer.run("finish", worker=claimer.worker, outcomes=outcome) == [(job,)]
+    assert client.get_job(job).result == "fresh"  # type: ignore[union-attr]
+
+
+def test_a_claim_never_trips_the_one_running_job_per_queue_index(
+        pg_dsn: str, schema_name: str, client: pgcc.Client,
+        claimers: tuple[Claimer, Claimer]) -> None:
+    """Two sessions claim and finish as fast as they can while slow enqueue
+    transactions commit jobs that sort ahead of their queue's current head (the
+    scheduled time is the transaction's start). One walks every queue, slowly
+    (thousands of blocked queues sort before the busy ones); the other looks at
+    the busy queues directly, as a worker does after their jobs end, and so
+    claims and commits while the walk is under way, behind the walk's snapshot.
+    No claim may fail, and no queue may ever have two running jobs."""
+    client.schedule_tasks({"task": "nobody-runs-this", "queue": f"blocked-{n}"}
+                          for n in range(4000))
+    queues = [f"q{n}" for n in range(3)]
+    for queue in queues:
+        client.schedule_task("t", {}, queue=queue)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def claim_and_finish(claimer: Claimer, direct: bool) -> None:
+        """Claims, runs what it got for 20 ms (so that a queue stays busy a while),
+        finishes it."""
+        try:
+            while not stop.is_set():
+                rows = claimer.claim(limit=4, queues=queues if direct else None)
+                outcomes = [[row[0], row[6], "done", "null", None] for row in rows]
+                time.sleep(0.02 if outcomes else 0.001)
+                if outcomes:
+                    claimer.run("finish", worker=claimer.worker, outcomes=json.dumps(outcomes))
+                    # A queue left free a while: the walk's snapshot may see it so.
+                    time.sleep(0.01)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def enqueue_late() -> None:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            n = 0
+            while not stop.is_set():
+                with conn.transaction():
+                    conn.execute("SELECT now()")  # fixes the transaction's start
+                    time.sleep(random.uniform(0, 0.03))
+                    conn.execute(f'SELECT "{schema_name}".schedule_task(\'t\', \'{{}}\', '
+                                 "NULL, NULL, %s)", [queues[n % len(queues)]])
+                n += 1
+                # Fewer jobs than the claims can take: queues stay short, so a
+                # late job often sorts ahead of the head.
+                time.sleep(random.uniform(0.02, 0.05))
+
+    threads = [threading.Thread(target=claim_and_finish, args=(claimer, direct))
+               for claimer, direct in zip(claimers, (False, True), strict=True)]
+    threads += [threading.Thread(target=enqueue_late) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(4)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    running = claimers[0].conn.execute(
+        f'SELECT queue, count(*) FROM "{schema_name}".jobs WHERE state = \'running\' '
+        "GROUP BY queue HAVING count(*) > 1").fetchall()
+    assert running == []
+    done = claimers[0].conn.execute(
+        f'SELECT count(*) FROM "{schema_name}".jobs WHERE state = \'done\'').fetchone()
+    assert done is not None and done[0] > 20, "the claims should have kept running jobs"

@@ -304,3 +304,29 @@ def test_notify_reaches_a_listener_while_waiting(pg_dsn, schema_name, listener):
             schedule(conn, schema_name)
         notify = waiting.result(timeout=15)
     assert notify is not None and notify.channel == f"pgcc.{schema_name}"
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("run_at", "-infinity"), ("run_at", "infinity"), ("scheduled_at", "infinity"),
+    ("attempts", "-1"), ("attempts", "2147483647"), ("max_attempts", "0"),
+    ("max_attempts", "2147483647"),
+])
+def test_the_jobs_table_refuses_rows_no_worker_could_run(
+        db: psycopg.Connection[Any], schema_name: str, column: str, value: str) -> None:
+    """Whoever writes to the table, a row a worker could not claim, time or count
+    is refused (the doors refuse them earlier, with a clearer message)."""
+    insert = sql.SQL("INSERT INTO {}.jobs (task, {}) VALUES ('t', %s)").format(
+        sql.Identifier(schema_name), sql.Identifier(column))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute(insert, [value])
+
+
+def test_an_older_pgcc_refuses_a_newer_schema(db: psycopg.Connection[Any],
+                                             schema_name: str) -> None:
+    """A schema migrated by a newer pgcc: this one's worker must not run on it."""
+    db.execute(sql.SQL("INSERT INTO {}.schema_migrations (version, name) VALUES (9999, 'x')"
+                       ).format(sql.Identifier(schema_name)))
+    result = run_cli("migrate", "--dsn", db.info.dsn, "--schema", schema_name)
+    assert result.returncode != 0
+    assert "newer than this pgcc" in result.stderr and "9999" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -18,7 +18,7 @@ from pgcc.worker.outcomes import _substitute
 
 
 def test_frames_survive_any_split_of_the_stream() -> None:
-    messages = [Ready(7), [JobOrder(1, "t", '{"a": 1}', 1, None)],
+    messages = [Ready(7), [JobOrder(1, "t", '{"a": 1}', 1, None, 77)],
                 Answer(1, 1, JobState.DONE, '"x' + "é" * 5000 + '"', None, 0.5), None]
     stream = b"".join(framing.encode(m) for m in messages)
     for step in (1, 3, 4, 5, 1000, len(stream)):

@@ -23,7 +23,7 @@ from psycopg import sql
 
 from pgcc.database import LINK_CONNECT_TIMEOUT, Link, Rows, Statement, StatementFailed
 from pgcc.policy import ErrorClass, classify, describe
-from pgcc.queries import channel, for_schema, lock_space
+from pgcc.queries import channel, for_schema, queue_lock_space
 from pgcc.worker.config import CLAIM_UNTIL, MAX_PENDING_OUTCOMES, Backoff, WorkerConfig
 from pgcc.worker.messages import JobOrder, NoResponse, Outcome, PutBack
 from pgcc.worker.outcomes import OutcomeWriter
@@ -91,10 +91,10 @@ class Exchange:
         self._writer = OutcomeWriter(self._queries)
         self._task_names = config.task_names
         self._max_attempts = [config.tasks[name].max_attempts for name in self._task_names]
-        self._lock_space = lock_space(config.schema)
+        self._queue_lock_space = queue_lock_space(config.schema)
         self._worker_id: int | None = None
         self._announced = False
-        # Jobs handed to the supervisor whose outcome has not come back.
+        # (id, token) of the jobs handed to the supervisor whose outcome has not come back.
         self._ledger: set[tuple[int, int]] = set()
         # Claim credit, from the latest Grant (see Grant).
         self._grant = Grant(0, 0, 0, 0, ())
@@ -194,7 +194,7 @@ class Exchange:
     def _outcomes(self, outcomes: list[Outcome]) -> None:
         ledger = self._ledger
         for outcome in outcomes:
-            ledger.discard((outcome.id, outcome.attempt))
+            ledger.discard((outcome.id, outcome.token))
             if type(outcome) is NoResponse:
                 # A retry delays its job: the next wake-up time is to be asked again.
                 self._due_known = False
@@ -252,13 +252,11 @@ class Exchange:
         rows = self.link.transactions([[("running_of_worker", self._queries["running_of_worker"],
                                          {"worker": self._worker_id})]])[0][0]
         known = set(self._ledger)
-        known.update((o.id, o.attempt) for o in self._writer.pending())
-        orphans = [(job_id, attempt) for job_id, attempt in rows
-                   if (job_id, attempt) not in known]
+        known.update((o.id, o.token) for o in self._writer.pending())
+        orphans = [(job_id, token) for job_id, token in rows if (job_id, token) not in known]
         if orphans:
             log.warning("%d claimed jobs never reached a child; putting them back", len(orphans))
-            self._writer.add([PutBack(job_id, attempt, started=False)
-                              for job_id, attempt in orphans])
+            self._writer.add([PutBack(job_id, token, started=False) for job_id, token in orphans])
 
     def _open_listen(self) -> None:
         try:
@@ -347,7 +345,7 @@ class Exchange:
                 "max_attempts": self._max_attempts, "limit": limit,
                 "head_limit": heads, "queues": self._freed_queues,
                 "search": heads > len(self._freed_queues),
-                "lock_space": self._lock_space,
+                "queue_lock_space": self._queue_lock_space,
                 "free_after_run_at": free_after[0], "free_after_id": free_after[1],
             })]
             # For the wake-up timer if the claim comes back short, in the same
@@ -386,9 +384,9 @@ class Exchange:
     def _claimed(self, rows: Rows, limit: int, free_after: tuple[str, int], now: float) -> None:
         self._freed_queues = []
         orders = []
-        for job_id, task, parameters, queue, attempt, _ in rows:
-            orders.append(JobOrder(job_id, task, parameters, attempt, queue))
-            self._ledger.add((job_id, attempt))
+        for job_id, task, parameters, queue, attempt, _, token in rows:
+            orders.append(JobOrder(job_id, task, parameters, attempt, queue, token))
+            self._ledger.add((job_id, token))
         self._jobs_claimed += len(orders)
         self._heads_claimed += sum(1 for order in orders if order.queue is not None)
         if orders:

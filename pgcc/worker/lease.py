@@ -1,9 +1,12 @@
 """The lease keeper: renews this worker's lease several times per lease.
 
 It has a connection of its own, so that nothing else the worker does (a slow
-claim, a long prune) can delay a renewal. When the reaper has declared this
-worker dead (the renewal finds no row), it says so through the LeaseStatus
-and wakes the supervisor, which stops the running jobs; the exchange then
+claim, a long prune) can delay a renewal. Each renewal also learns which jobs
+the database still gives this worker, and tells the supervisor (`Held`),
+which stops any other job it runs at once: one cancelled, or taken back by
+the reaper after a clock jump. When the reaper has declared this worker dead
+(the renewal finds no row), the keeper says so through the LeaseStatus and
+wakes the supervisor, which stops the running jobs; the exchange then
 registers the worker again.
 """
 
@@ -11,23 +14,32 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from typing import NamedTuple
 
 from pgcc.database import Link, StatementFailed
 from pgcc.policy import ErrorClass, classify, describe
 from pgcc.queries import for_schema
 from pgcc.worker.config import Backoff, WorkerConfig
-from pgcc.worker.parts import LeaseStatus
+from pgcc.worker.parts import LeaseStatus, Mailbox
 
 log = logging.getLogger("pgcc.worker")
 
 
+class Held(NamedTuple):
+    """Lease keeper to supervisor: the jobs (id, token) the database gave this
+    worker at a renewal that started at `asked_at` (time.monotonic())."""
+
+    asked_at: float
+    jobs: frozenset[tuple[int, int]]
+
+
 class LeaseKeeper:
-    def __init__(self, config: WorkerConfig, status: LeaseStatus,
-                 wake_supervisor: Callable[[], None]) -> None:
+    def __init__(self, config: WorkerConfig, status: LeaseStatus, supervisor: Mailbox,
+                 exchange: Mailbox) -> None:
         self._queries = for_schema(config.schema)
         self._status = status
-        self._wake_supervisor = wake_supervisor
+        self._supervisor = supervisor
+        self._exchange = exchange
         self._interval = config.lease / 4
         # A server that hears nothing from this session for a lease ends it.
         self.link = Link(config.dsn, application_name="pgcc worker heartbeat",
@@ -57,9 +69,12 @@ class LeaseKeeper:
             log.info("heartbeat renewed again")
             self._warned = False
         if rows:
-            self._status.renewed(lease.worker_id, started)
+            if self._status.renewed(lease.worker_id, started):
+                _, ids, tokens = rows[0]
+                self._supervisor.put(Held(started, frozenset(zip(ids, tokens, strict=True))))
         elif self._status.lose(lease.worker_id):
-            self._wake_supervisor()
+            self._supervisor.wake()
+            self._exchange.wake()
         return self._interval
 
     def close(self) -> None:

@@ -31,6 +31,8 @@ class JobOrder(NamedTuple):
     parameters: str  # JSON text, decoded by the child
     attempt: int
     queue: str | None
+    # The fencing token of this claim: every outcome of it is conditional on it.
+    token: int
 
 
 class Ready(NamedTuple):
@@ -55,10 +57,11 @@ SHUTDOWN = None
 
 
 class Response(NamedTuple):
-    """The job answered: it ends `done` or `failed`."""
+    """The job answered: it ends `done` or `failed`. Outcomes carry the
+    fencing token of the claim they belong to."""
 
     id: int
-    attempt: int
+    token: int
     state: JobState
     result: str | None
     error: str | None
@@ -68,7 +71,7 @@ class NoResponse(NamedTuple):
     """The job's run ended without an answer: it is retried after a backoff, or dead."""
 
     id: int
-    attempt: int
+    token: int
     reason: str
 
 
@@ -76,7 +79,7 @@ class PutBack(NamedTuple):
     """The job goes back to the queue at once: a graceful stop, or it never started."""
 
     id: int
-    attempt: int
+    token: int
     started: bool
 
 

@@ -18,7 +18,7 @@ import logging
 
 from pgcc.database import Link, Rows, Statement, StatementFailed
 from pgcc.policy import ErrorClass, classify, describe
-from pgcc.queries import Queries
+from pgcc.queries import Queries, queue_lock_space
 from pgcc.worker.messages import JobState, NoResponse, Outcome, PutBack, Response
 
 log = logging.getLogger("pgcc.worker")
@@ -27,6 +27,7 @@ log = logging.getLogger("pgcc.worker")
 class OutcomeWriter:
     def __init__(self, queries: Queries) -> None:
         self._queries = queries
+        self._space = queue_lock_space(queries.schema)
         # By kind, each in arrival order; one statement writes each kind.
         self._responses: list[Response] = []
         self._lost: list[NoResponse] = []
@@ -66,18 +67,18 @@ class OutcomeWriter:
         statements: list[Statement] = []
         if responses:
             statements.append(("finish", self._queries["finish"], {
-                "worker": worker,
+                "worker": worker, "queue_lock_space": self._space,
                 "outcomes": json.dumps(responses, ensure_ascii=False),
             }))
         if lost:
             statements.append(("retry", self._queries["retry"], {
-                "worker": worker, "ids": [o.id for o in lost],
-                "attempts": [o.attempt for o in lost], "reasons": [o.reason for o in lost],
+                "worker": worker, "queue_lock_space": self._space, "ids": [o.id for o in lost],
+                "tokens": [o.token for o in lost], "reasons": [o.reason for o in lost],
             }))
         if back:
             statements.append(("release", self._queries["release"], {
-                "worker": worker, "ids": [o.id for o in back],
-                "attempts": [o.attempt for o in back], "started": [o.started for o in back],
+                "worker": worker, "queue_lock_space": self._space, "ids": [o.id for o in back],
+                "tokens": [o.token for o in back], "started": [o.started for o in back],
             }))
         return statements
 
@@ -142,13 +143,13 @@ def _substitute(outcome: Outcome, failure: StatementFailed) -> Outcome | None:
             log.error("job %s: its outcome cannot be stored (%s); recording it as failed",
                       outcome.id, why)
             what = "result" if outcome.result is not None else "error"
-            return Response(outcome.id, outcome.attempt, JobState.FAILED, None,
+            return Response(outcome.id, outcome.token, JobState.FAILED, None,
                             f"the job's {what} could not be stored: {why}"
                             + (f"\n\nThe error was:\n{_ascii(outcome.error)}"
                                if outcome.error else ""))
-        return NoResponse(outcome.id, outcome.attempt, f"its outcome could not be stored: {why}")
+        return NoResponse(outcome.id, outcome.token, f"its outcome could not be stored: {why}")
     if isinstance(outcome, NoResponse) and not outcome.reason.isascii():
-        return NoResponse(outcome.id, outcome.attempt, _ascii(outcome.reason))
+        return NoResponse(outcome.id, outcome.token, _ascii(outcome.reason))
     return None
 
 
@@ -163,5 +164,5 @@ def _report_stale(sent: list[Response] | list[NoResponse], rows: Rows, what: str
     written = {row[0] for row in rows}
     for outcome in sent:
         if outcome.id not in written:
-            log.warning("job %s: dropped a late %s from attempt %s (a newer attempt or "
-                        "a cancel owns it)", outcome.id, what, outcome.attempt)
+            log.warning("job %s: dropped a late %s of an earlier claim (a newer claim or a "
+                        "cancel owns the job now)", outcome.id, what)

@@ -54,11 +54,16 @@ class RunningJob:
     id: int
     task: str
     attempt: int
+    token: int
     queue: str | None
     timeout: float
-    # When the child started it (time.monotonic()); None while it waits.
+    # When the supervisor gave it to the child, and when the child started it
+    # (time.monotonic()); started is None while it waits in the child's line.
+    assigned: float = 0.0
     started: float | None = None
     stop_reason: str | None = None
+    # Why the job is no longer this worker's, found while it waited in line.
+    revoked: str | None = None
 
     @property
     def deadline(self) -> float | None:
@@ -196,11 +201,13 @@ class Pool:
         job = child.jobs.popleft()
         if child.jobs:  # it went straight on to the next one
             child.jobs[0].started = time.monotonic()
+            if child.jobs[0].revoked is not None:
+                self._stop(child, child.jobs[0].revoked)
         if job.stop_reason is not None and job.stop_reason != SHUTDOWN_REASON:
             # Its kill is on its way (a timeout, a lost lease): the answer came
             # first and counts.
             pass
-        self.outcomes.append(Response(answer.id, answer.attempt, answer.state, answer.result,
+        self.outcomes.append(Response(answer.id, job.token, answer.state, answer.result,
                                       answer.error))
         if job.queue is not None:
             self.freed_queues.append(job.queue)
@@ -224,14 +231,14 @@ class Pool:
         if job is not None:
             reason = job.stop_reason or exit_reason(child.process.exitcode)
             if job.stop_reason == SHUTDOWN_REASON:
-                self.outcomes.append(PutBack(job.id, job.attempt, started=True))
+                self.outcomes.append(PutBack(job.id, job.token, started=True))
                 log.info("%s stopped by shutdown; put back in the queue", job.describe())
             else:
-                self.outcomes.append(NoResponse(job.id, job.attempt, reason))
+                self.outcomes.append(NoResponse(job.id, job.token, reason))
                 log.warning("%s gave no response: %s", job.describe(), reason)
             child.jobs.popleft()
         # Jobs that waited in its line never started: back, keeping their place.
-        self.outcomes.extend(PutBack(w.id, w.attempt, started=False) for w in child.jobs)
+        self.outcomes.extend(PutBack(w.id, w.token, started=False) for w in child.jobs)
         child.jobs.clear()
         child.close()
         index = self.children.index(child)
@@ -247,6 +254,20 @@ class Pool:
         if job is not None and job.stop_reason is None:
             job.stop_reason = reason
         child.kill()
+
+    def stop_foreign(self, held: frozenset[tuple[int, int]], asked_at: float) -> None:
+        """Stop the jobs the database no longer gives this worker: it was asked
+        at `asked_at`, so only jobs handed out before then are judged."""
+        reason = "the job is no longer this worker's (cancelled, or taken back by the reaper)"
+        for child in self.children:
+            for position, job in enumerate(child.jobs):
+                if job.assigned >= asked_at or (job.id, job.token) in held \
+                        or job.revoked is not None:
+                    continue
+                log.warning("%s: %s; stopping it", job.describe(), reason)
+                job.revoked = reason
+                if position == 0:
+                    self._stop(child, reason)
 
     def stop_all(self, reason: str) -> int:
         """Kill every child that runs a job; returns how many."""
@@ -278,23 +299,25 @@ class Pool:
         return [child for position in range(1 + extra) for held, child in open_children
                 if held <= position]
 
-    def assign(self, orders: list[JobOrder], log_parameters: bool) -> list[Child]:
+    def assign(self, orders: list[JobOrder], log_parameters: bool,
+               lease_sound: bool = True) -> list[Child]:
         """Give claimed jobs to children: queue heads to idle children first.
-        Jobs no child can take now go back (PutBack). Returns the children that
-        have something to send."""
-        if self.stopping:
-            self.outcomes.extend(PutBack(o.id, o.attempt, started=False) for o in orders)
+        Jobs no child can take now go back (PutBack), and all of them while the
+        lease is in doubt (the reaper may have handed them out again). Returns
+        the children that have something to send."""
+        if self.stopping or not lease_sound:
+            self.outcomes.extend(PutBack(o.id, o.token, started=False) for o in orders)
             return []
         ordered = sorted(orders, key=lambda order: order.queue is None)
         targets = self._targets()
         batches: dict[Child, list[JobOrder]] = {}
         for position, order in enumerate(ordered):
             if position >= len(targets):
-                self.outcomes.append(PutBack(order.id, order.attempt, started=False))
+                self.outcomes.append(PutBack(order.id, order.token, started=False))
                 continue
             child = targets[position]
-            job = RunningJob(order.id, order.task, order.attempt, order.queue,
-                             self._timeouts[order.task])
+            job = RunningJob(order.id, order.task, order.attempt, order.token, order.queue,
+                             self._timeouts[order.task], assigned=time.monotonic())
             if not child.jobs:
                 job.started = time.monotonic()
             child.jobs.append(job)
@@ -363,6 +386,8 @@ class Pool:
 def exit_reason(code: int | None) -> str:
     if code == runner.OUT_OF_MEMORY_EXIT:
         return "the child ran out of memory (MemoryError)"
+    if code == runner.LEASE_LAPSED_EXIT:
+        return "not started: the worker's lease had lapsed (the worker was frozen)"
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name

@@ -35,7 +35,7 @@ from pgcc.worker.exchange import (
     Registered,
     StopClaiming,
 )
-from pgcc.worker.lease import LeaseKeeper
+from pgcc.worker.lease import Held, LeaseKeeper
 from pgcc.worker.maintenance import Maintenance
 from pgcc.worker.parts import LeaseStatus, Mailbox, Part
 from pgcc.worker.pool import Child, Pool
@@ -56,7 +56,7 @@ class Worker:
         self._context = forkserver.context()
         self._status = LeaseStatus(self._context.RawValue("d", time.monotonic()))
         self._exchange = Exchange(config, self._status, self._mailbox)
-        self._keeper = LeaseKeeper(config, self._status, self._wake_all)
+        self._keeper = LeaseKeeper(config, self._status, self._mailbox, self._exchange.inbox)
         self._maintenance = Maintenance(config) if config.reaper else None
         self._parts = [Part("exchange", self._exchange.step)]
         self._parts.append(Part("lease", self._keeper.step, self._keeper.close))
@@ -126,10 +126,6 @@ class Worker:
             log.info("%s again: stopping now; running jobs go back to the queue", name)
         else:
             log.info("%s a third time: exiting without waiting for the database", name)
-
-    def _wake_all(self) -> None:
-        self._mailbox.wake()
-        self._exchange.inbox.wake()
 
     def _start(self, part: Part) -> None:
         self._started[part.name] = self._started.get(part.name, 0) + 1
@@ -211,11 +207,16 @@ class Worker:
             if isinstance(message, Claimed) and pool is not None:
                 self._jobs_seen += len(message.orders)
                 self._heads_seen += sum(1 for o in message.orders if o.queue is not None)
-                for child in pool.assign(message.orders, self.config.log_parameters):
+                lease = self._status.get()
+                sound = not lease.lost and time.monotonic() - lease.renewed_at \
+                    <= FENCE_AT * self.config.lease
+                for child in pool.assign(message.orders, self.config.log_parameters, sound):
                     if child.outbox:
                         self._writing.add(child)
                 # The exchange's credit changed: say how much room is left.
                 self._last_grant = (-1, -1)
+            elif isinstance(message, Held) and pool is not None:
+                pool.stop_foreign(message.jobs, message.asked_at)
             elif isinstance(message, Closed):
                 self._closed = True
 
