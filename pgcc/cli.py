@@ -17,12 +17,13 @@ import psycopg
 import typer
 
 from pgcc import bench as bench_module
-from pgcc import embedded, schema, status
+from pgcc import embedded, grants, schema, status
 from pgcc import reaper as reaper_module
 from pgcc.bench import WORKLOADS
 from pgcc.client import Client
 from pgcc.database import DEFAULT_SCHEMA, connect, resolve_dsn
 from pgcc.errors import ConfigurationError, PgccError
+from pgcc.grants import Grant
 from pgcc.validation import load_parameters, parse_at
 from pgcc.worker import probe
 from pgcc.worker.config import WorkerConfig
@@ -101,6 +102,22 @@ def migrate(dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verb
                                    lambda conn, _: schema.current_version(conn, schema_name))
     done = f"applied {', '.join(map(str, applied))}" if applied else "already up to date"
     typer.echo(f"schema {schema_name}: version {version} ({done})")
+
+
+@app.command("grant")
+def grant_command(
+    kind: Annotated[Grant, typer.Argument(
+        help="enqueue: the SQL doors only; worker: what `pgcc worker` needs; "
+             "read: read every table.")],
+    role: Annotated[str, typer.Argument(help="The PostgreSQL role to give the rights to.")],
+    dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+) -> None:
+    """Give a role the rights it needs in this environment, and no more."""
+    setup_logging(verbose)
+    with _errors():
+        _with_connection(dsn, schema_name,
+                         lambda conn, _: grants.grant(conn, kind, schema_name, role))
+    typer.echo(f"granted {kind.value} on schema {schema_name} to {role}")
 
 
 @app.command()

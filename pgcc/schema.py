@@ -42,6 +42,14 @@ def migrate(conn: psycopg.Connection[object], schema: str) -> list[int]:
     transaction that applies it.
     """
     check_schema(schema)
+    known = migrations()
+    newest = max((m.version for m in known), default=0)
+    # Up to date already: nothing to lock or create, so a role without the
+    # right to create (a worker's, see pgcc.grants) may start on it.
+    current = current_version(conn, schema)
+    _refuse_newer(schema, current, newest)
+    if current == newest:
+        return []
     applied_now: list[int] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, 1)", [lock_space(schema)])
@@ -55,13 +63,7 @@ def migrate(conn: psycopg.Connection[object], schema: str) -> list[int]:
         )
         cur = conn.execute("SELECT version FROM schema_migrations")
         done = {row[0] for row in cur.fetchall()}  # type: ignore[index]
-        known = migrations()
-        newest = max((m.version for m in known), default=0)
-        if done and max(done) > newest:
-            raise ConfigurationError(
-                f"schema {schema} is at version {max(done)}, newer than this pgcc knows "
-                f"({newest}): upgrade pgcc on this machine (an older worker must not run "
-                "against a newer schema)")
+        _refuse_newer(schema, max(done, default=None), newest)
         for migration in known:
             if migration.version in done:
                 continue
@@ -72,6 +74,14 @@ def migrate(conn: psycopg.Connection[object], schema: str) -> list[int]:
             )
             applied_now.append(migration.version)
     return applied_now
+
+
+def _refuse_newer(schema: str, version: int | None, newest: int) -> None:
+    if version is not None and version > newest:
+        raise ConfigurationError(
+            f"schema {schema} is at version {version}, newer than this pgcc knows "
+            f"({newest}): upgrade pgcc on this machine (an older worker must not run "
+            "against a newer schema)")
 
 
 def current_version(conn: psycopg.Connection[object], schema: str) -> int | None:

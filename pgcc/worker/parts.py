@@ -36,7 +36,12 @@ class Mailbox:
         return self._read_end.fileno()
 
     def put(self, message: object) -> None:
-        self._queue.put(message)
+        self.put_many([message])
+
+    def put_many(self, messages: list[object]) -> None:
+        """Several messages, in order, for one wake-up of the reader."""
+        for message in messages:
+            self._queue.put(message)
         # A full socket buffer already wakes the reader.
         with contextlib.suppress(BlockingIOError, OSError):
             self._write_end.send(b"!")

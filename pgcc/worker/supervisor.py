@@ -231,19 +231,20 @@ class Worker:
     def _hand_over(self, pool: Pool) -> None:
         """Outcomes to the exchange, and room for more jobs."""
         outcomes, queues = pool.take_outcomes()
-        if outcomes:
-            self._exchange.inbox.put(outcomes)
-        if self._stops:
-            return
-        if not pool.announced and pool.all_ready():
-            pool.announced = True
-            log.info("worker %s ready: %d children, tasks: %s", self._worker_id,
-                     len(pool.children), ", ".join(self.config.task_names) or "(none)")
-        room, idle = pool.capacity()
-        if queues or (room, idle) != self._last_grant:
-            self._last_grant = (room, idle)
-            self._exchange.inbox.put(Grant(room, idle, self._jobs_seen, self._heads_seen,
-                                           tuple(queues)))
+        # One wake-up of the exchange for both.
+        messages: list[object] = [outcomes] if outcomes else []
+        if not self._stops:
+            if not pool.announced and pool.all_ready():
+                pool.announced = True
+                log.info("worker %s ready: %d children, tasks: %s", self._worker_id,
+                         len(pool.children), ", ".join(self.config.task_names) or "(none)")
+            room, idle = pool.capacity()
+            if queues or (room, idle) != self._last_grant:
+                self._last_grant = (room, idle)
+                messages.append(Grant(room, idle, self._jobs_seen, self._heads_seen,
+                                      tuple(queues)))
+        if messages:
+            self._exchange.inbox.put_many(messages)
 
     # ---- children's pipes ------------------------------------------------------------
 
