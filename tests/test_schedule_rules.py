@@ -806,3 +806,29 @@ def test_every_door_writes_the_same_row(pg_dsn, db, schema_name):
     for row in rows[1:]:
         assert {k: row[k] for k in keys} == first
         assert row["run_at"] == row["scheduled_at"] == row["created_at"]
+
+
+@pytest.mark.parametrize("with_time", [False, True])
+def test_sql_bulk_keeps_the_class_of_an_error_that_is_not_bad_input(
+        pg_dsn, db, schema_name, with_time):
+    """A lock timeout while inserting is not bad input: it comes back as itself
+    (55P03, which a caller may retry), not as 22023 (which says: do not)."""
+    at = dt.datetime.now(UTC) + dt.timedelta(hours=1)
+    jobs = [{"task": "t", "at": at.isoformat()} if with_time else {"task": "t"}]
+    with psycopg.connect(pg_dsn, autocommit=True) as holder:
+        holder.execute("BEGIN")
+        holder.execute(sql.SQL("LOCK TABLE {}.jobs IN EXCLUSIVE MODE").format(
+            sql.Identifier(schema_name)))
+        db.execute("SET lock_timeout = '200ms'")
+        try:
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                sql_schedule_many(db, schema_name, jobs)
+            with pytest.raises(psycopg.errors.LockNotAvailable), \
+                    pgcc.Client(pg_dsn, schema=schema_name) as client, \
+                    client.connection() as conn:
+                conn.execute("SET lock_timeout = '200ms'")
+                client.schedule_tasks([{"task": "t", "at": at} if with_time else {"task": "t"}],
+                                      connection=conn)
+        finally:
+            db.execute("RESET lock_timeout")
+            holder.execute("ROLLBACK")
