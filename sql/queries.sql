@@ -150,37 +150,36 @@ WITH RECURSIVE walked AS (
     -- The heads' rows locked; one a cancel is changing is left for the next
     -- claim, and one a cancel changed meanwhile is no longer queued. A claim
     -- waits for no other transaction (see lock_queue in the schema).
-    SELECT j.id, j.scheduled_at AS sort_at FROM {schema}.jobs j
+    SELECT j.id, j.scheduled_at AS sort_at, j.queue FROM {schema}.jobs j
     WHERE j.id = ANY(ARRAY(SELECT id FROM queue_heads)) AND j.state = 'queued'
     FOR UPDATE SKIP LOCKED
 ), picked AS (
-    -- Each with the token of this claim, drawn once (the CTE is read twice).
-    SELECT c.id, j.queue, {schema}.new_token() AS token
-    FROM (SELECT id, sort_at FROM free UNION ALL SELECT id, sort_at FROM held_heads
-          ORDER BY sort_at, id LIMIT %(limit)s) c
-    JOIN {schema}.jobs j ON j.id = c.id
+    SELECT id, sort_at, NULL::text AS queue FROM free
+    UNION ALL SELECT id, sort_at, queue FROM held_heads
+    ORDER BY sort_at, id LIMIT %(limit)s
 ), locked AS (
     -- A queue's lock is taken first, against what is committed now, not what
     -- this statement's snapshot saw: a claim that committed since (of a job
     -- that committed late, ahead of the head seen here) holds it, and this
     -- head is then left alone. So the claim never trips the one-running-job
     -- index, whatever the interleaving.
-    INSERT INTO {schema}.queue_locks (queue, job_id, token, worker_id)
-    SELECT queue, id, token, %(worker)s FROM picked WHERE queue IS NOT NULL
+    INSERT INTO {schema}.queue_locks (queue, job_id, worker_id)
+    SELECT queue, id, %(worker)s FROM picked WHERE queue IS NOT NULL
     ON CONFLICT (queue) DO NOTHING
     RETURNING job_id
 ), claimed AS (
-    -- By id through an array, so that even a generic plan finds the rows by index.
+    -- By id through an array, so that even a generic plan finds the rows by
+    -- index. Each claim draws the job a new token.
     UPDATE {schema}.jobs j
-    SET state = 'running', attempts = j.attempts + 1, token = p.token, started_at = now(),
-        heartbeat_at = now(), worker_id = %(worker)s, finished_at = NULL,
+    SET state = 'running', attempts = j.attempts + 1, token = {schema}.new_token(),
+        started_at = now(), heartbeat_at = now(), worker_id = %(worker)s, finished_at = NULL,
         max_attempts = coalesce(j.max_attempts, (
             SELECT t.max_attempts
             FROM unnest(%(tasks)s::text[], %(max_attempts)s::int[]) AS t(task, max_attempts)
             WHERE t.task = j.task))
-    FROM picked p
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.id = p.id AND j.state = 'queued'
-      AND (p.queue IS NULL OR p.id IN (SELECT job_id FROM locked))
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked WHERE queue IS NULL
+                           UNION ALL SELECT job_id FROM locked))
+      AND j.state = 'queued'
     RETURNING j.id, j.task, j.parameters::text AS parameters, j.queue, j.attempts, j.run_at,
               j.token
 )
@@ -350,12 +349,12 @@ WITH stale AS (
     FROM {schema}.queue_locks l
     WHERE NOT EXISTS (
         SELECT FROM {schema}.jobs j
-        WHERE j.id = l.job_id AND j.state = 'running' AND j.token = l.token)
+        WHERE j.id = l.job_id AND j.state = 'running' AND j.queue = l.queue)
 )
 DELETE FROM {schema}.queue_locks l USING stale s
 WHERE l.queue = s.queue AND NOT EXISTS (
     SELECT FROM {schema}.jobs j
-    WHERE j.id = l.job_id AND j.state = 'running' AND j.token = l.token);
+    WHERE j.id = l.job_id AND j.state = 'running' AND j.queue = l.queue);
 
 -- name: prune
 -- One small batch of finished jobs past the retention; SKIP LOCKED so it never

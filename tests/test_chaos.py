@@ -240,11 +240,19 @@ def test_kill_child(chaos: Chaos, start_worker: WorkerFactory) -> None:
     assert_invariants(chaos, ids)
 
 
-def last_seen(env: Chaos, job_id: int, attempt: int) -> dt.datetime:
-    """When the run of this attempt was last seen alive (or ended)."""
-    return env.one(  # type: ignore[no-any-return]
+def assert_stopped_within_a_heartbeat(env: Chaos, job_id: int, attempt: int,
+                                      taken_at: dt.datetime) -> None:
+    """The run of this attempt, whose job was taken from its worker at `taken_at`,
+    ended (or stopped being seen alive) within a heartbeat interval and a bit."""
+    wait_for(lambda: env.one("SELECT ended_at IS NOT NULL OR seen_at < clock_timestamp()"
+                             " - interval '0.3 s' FROM {log} WHERE job_id = %s AND"
+                             " attempt = %s", [job_id, attempt]),
+             timeout=LEASE + 5, what=f"the copy of job {job_id} to stop")
+    last_seen: dt.datetime = env.one(
         "SELECT coalesce(ended_at, seen_at) FROM {log} WHERE job_id = %s AND attempt = %s",
         [job_id, attempt])
+    ran_on = (last_seen - taken_at).total_seconds()
+    assert ran_on < LEASE / 4 + 1.0, f"the copy of job {job_id} ran on {ran_on:.2f} s"
 
 
 def test_a_job_taken_back_is_stopped_at_the_next_heartbeat(
@@ -265,13 +273,7 @@ def test_a_job_taken_back_is_stopped_at_the_next_heartbeat(
         reaped = chaos.conn.execute(for_schema(chaos.schema)["reap"], {
             "queue_lock_space": queue_lock_space(chaos.schema)}).fetchone()
     assert reaped is not None and reaped[0] == 1, reaped
-    taken_at = chaos.now()
-    wait_for(lambda: chaos.one("SELECT ended_at IS NOT NULL OR seen_at < clock_timestamp()"
-                               " - interval '0.3 s' FROM {log} WHERE job_id = %s AND"
-                               " attempt = %s", [job, attempt]),
-             timeout=LEASE + 5, what="the old copy to stop")
-    stopped = (last_seen(chaos, job, attempt) - taken_at).total_seconds()
-    assert stopped < LEASE / 4 + 1.0, f"the old copy ran on {stopped:.2f} s"
+    assert_stopped_within_a_heartbeat(chaos, job, attempt, chaos.now())
     chaos.wait_all_final(timeout=60)
     assert worker.process.poll() is None
     assert_invariants(chaos, [job])
@@ -291,13 +293,7 @@ def test_a_job_no_longer_the_workers_is_stopped_although_its_lease_holds(
             "UPDATE {jobs} SET state = 'queued', worker_id = NULL, run_at = now()"
             " + interval '1 h' WHERE id = %s"), [job])
         chaos.conn.execute(chaos.q("DELETE FROM {queue_locks} WHERE job_id = %s"), [job])
-    taken_at = chaos.now()
-    wait_for(lambda: chaos.one("SELECT ended_at IS NOT NULL OR seen_at < clock_timestamp()"
-                               " - interval '0.3 s' FROM {log} WHERE job_id = %s AND"
-                               " attempt = %s", [job, attempt]),
-             timeout=LEASE + 5, what="the job's copy to stop")
-    stopped = (last_seen(chaos, job, attempt) - taken_at).total_seconds()
-    assert stopped < LEASE / 4 + 1.0, f"the copy ran on {stopped:.2f} s"
+    assert_stopped_within_a_heartbeat(chaos, job, attempt, chaos.now())
     assert "no longer this worker's" in worker.log()
     # The other job was not touched, and the worker kept its registration.
     assert chaos.one("SELECT state FROM {jobs} WHERE id = %s", [other]) in ("running", "done")

@@ -215,7 +215,7 @@ def test_other_queues_and_free_jobs_run_side_by_side(db, schema_name):
 
 def test_queue_locks_hold_one_row_per_queue(db, schema_name):
     locks = sql.Identifier(schema_name, "queue_locks")
-    insert = sql.SQL("INSERT INTO {} (queue, job_id, token, worker_id) VALUES (%s, %s, 1, 1)"
+    insert = sql.SQL("INSERT INTO {} (queue, job_id, worker_id) VALUES (%s, %s, 1)"
                      ).format(locks)
     db.execute(insert, ["billing", 1])
     with pytest.raises(psycopg.errors.UniqueViolation):

@@ -7,14 +7,15 @@
 -- lost in a failover can make a token come back); outcomes, retries, releases
 -- and queue locks carry it. attempts keeps counting claims for people.
 ALTER TABLE jobs ADD COLUMN token bigint;
-ALTER TABLE queue_locks RENAME COLUMN attempt TO token;
-ALTER TABLE queue_locks ALTER COLUMN token TYPE bigint;
+-- A queue lock row is its running job's: it is stale once that job is not
+-- running, and a new claim of the job cannot happen while the row is there,
+-- so the row needs no token of its own.
+ALTER TABLE queue_locks DROP COLUMN attempt;
 -- Jobs running now keep the token their worker knows them by. A worker of an
 -- older version fences by attempts and cannot run against this schema: its
--- claim fails on the renamed column, and `pgcc worker` refuses a schema newer
+-- claim fails on the dropped column, and `pgcc worker` refuses a schema newer
 -- than itself (pgcc.schema).
 UPDATE jobs SET token = attempts WHERE state = 'running';
-UPDATE queue_locks l SET token = j.attempts FROM jobs j WHERE j.id = l.job_id;
 
 -- A new token for each claim: random, positive, never 0.
 CREATE FUNCTION new_token() RETURNS bigint
