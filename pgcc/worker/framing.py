@@ -72,9 +72,12 @@ class Decoder:
 
     def feed(self, data: bytes) -> list[Any]:
         """The messages completed by `data` (maybe none)."""
-        self._buffer += data
         messages: list[Any] = []
-        buffer = self._buffer
+        if self._buffer:
+            self._buffer += data
+            buffer: bytes | bytearray = self._buffer
+        else:  # the common case: read the bytes as they came, without a copy
+            buffer = data
         start = 0
         while len(buffer) - start >= HEADER_SIZE:
             (size,) = _HEADER.unpack_from(buffer, start)
@@ -83,10 +86,12 @@ class Decoder:
             end = start + HEADER_SIZE + size
             if len(buffer) < end:
                 break
-            messages.append(_typed(pickle.loads(memoryview(buffer)[start + HEADER_SIZE:end])))
+            messages.append(_typed(pickle.loads(buffer[start + HEADER_SIZE:end])))
             start = end
-        if start:
-            del buffer[:start]
+        if buffer is self._buffer:
+            del self._buffer[:start]
+        elif start < len(buffer):
+            self._buffer += memoryview(buffer)[start:]
         return messages
 
     @property

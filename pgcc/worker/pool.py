@@ -47,7 +47,7 @@ READ_BUDGET = 4 << 20
 SHUTDOWN_REASON = "shutdown"
 
 
-@dataclass
+@dataclass(slots=True)
 class RunningJob:
     """A job in a child's line: the first runs, the others wait their turn."""
 
@@ -165,6 +165,8 @@ class Pool:
         self._typical_run: float | None = None
         self.stopping = False
         self.announced = False
+        # Read once: a per-job check is measurable at thousands of jobs a second.
+        self._log_info = log.isEnabledFor(logging.INFO)
 
     # ---- children ------------------------------------------------------------
 
@@ -198,28 +200,28 @@ class Pool:
             log.error("child %s answered for job %s, which it was not running",
                       child.process.pid, answer.id)
             return
+        # An answer that comes before a kill on its way (a timeout, a lost
+        # lease) counts: it is the job's response.
         job = child.jobs.popleft()
+        now = time.monotonic()
         if child.jobs:  # it went straight on to the next one
-            child.jobs[0].started = time.monotonic()
+            child.jobs[0].started = now
             if child.jobs[0].revoked is not None:
                 self._stop(child, child.jobs[0].revoked)
-        if job.stop_reason is not None and job.stop_reason != SHUTDOWN_REASON:
-            # Its kill is on its way (a timeout, a lost lease): the answer came
-            # first and counts.
-            pass
         self.outcomes.append(Response(answer.id, job.token, answer.state, answer.result,
                                       answer.error))
         if job.queue is not None:
             self.freed_queues.append(job.queue)
         ran = answer.ran
-        self._typical_run = ran if self._typical_run is None \
-            else 0.9 * self._typical_run + 0.1 * ran
-        elapsed = time.monotonic() - (job.started or time.monotonic())
+        typical = self._typical_run
+        self._typical_run = ran if typical is None else 0.9 * typical + 0.1 * ran
         if answer.state is JobState.DONE:
-            if log.isEnabledFor(logging.INFO):
-                log.info("%s done in %.1f ms", job.describe(), elapsed * 1000)
+            if self._log_info:
+                log.info("%s done in %.1f ms", job.describe(),
+                         (now - (job.started or now)) * 1000)
         else:
-            log.warning("%s failed in %.1f ms: %s", job.describe(), elapsed * 1000,
+            log.warning("%s failed in %.1f ms: %s", job.describe(),
+                        (now - (job.started or now)) * 1000,
                         (answer.error or "").split("\n", 1)[0])
 
     def exited(self, child: Child) -> Child | None:
@@ -283,17 +285,27 @@ class Pool:
     def capacity(self) -> tuple[int, int]:
         """How many jobs the pool can take now, and how many of them may be
         queue heads (one per idle child: a queue's job never waits in a line)."""
-        targets = self._targets()
-        idle = sum(1 for child in self.children if child.ready and not child.jobs)
-        return len(targets), idle
+        depth = 1 + self._extra()
+        room = idle = 0
+        for child in self.children:
+            if child.ready and not child.closed:
+                held = len(child.jobs)
+                if held < depth:
+                    room += depth - held
+                    idle += held == 0
+        return room, idle
+
+    def _extra(self) -> int:
+        """Jobs a child may hold after its current one (see _targets)."""
+        if self._typical_run is None:
+            return 0
+        return min(self._prefetch, int(PREFETCH_BUDGET / max(self._typical_run, 1e-6)))
 
     def _targets(self) -> list[Child]:
         """Where jobs would go, one entry per job: each idle child first; then
         more per child, up to `prefetch`, as many as typically run within
         PREFETCH_BUDGET, so a child need not wait a round trip between short jobs."""
-        extra = 0
-        if self._typical_run is not None:
-            extra = min(self._prefetch, int(PREFETCH_BUDGET / max(self._typical_run, 1e-6)))
+        extra = self._extra()
         open_children = [(len(child.jobs), child) for child in self.children
                          if child.ready and not child.closed and len(child.jobs) <= extra]
         return [child for position in range(1 + extra) for held, child in open_children
@@ -311,18 +323,22 @@ class Pool:
         ordered = sorted(orders, key=lambda order: order.queue is None)
         targets = self._targets()
         batches: dict[Child, list[JobOrder]] = {}
+        now = time.monotonic()
+        timeouts = self._timeouts
         for position, order in enumerate(ordered):
             if position >= len(targets):
                 self.outcomes.append(PutBack(order.id, order.token, started=False))
                 continue
             child = targets[position]
             job = RunningJob(order.id, order.task, order.attempt, order.token, order.queue,
-                             self._timeouts[order.task], assigned=time.monotonic())
-            if not child.jobs:
-                job.started = time.monotonic()
+                             timeouts[order.task], now, now if not child.jobs else None)
             child.jobs.append(job)
-            batches.setdefault(child, []).append(order)
-            if log.isEnabledFor(logging.INFO):
+            batch = batches.get(child)
+            if batch is None:
+                batches[child] = [order]
+            else:
+                batch.append(order)
+            if self._log_info:
                 if log_parameters:
                     log.info("%s started with %s", job.describe(), order.parameters)
                 else:
