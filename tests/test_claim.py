@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 import pgcc
+from pgcc.database import Link, StatementFailed
 from pgcc.queries import Queries, for_schema, lock_space, queue_lock_space
 from pgcc.worker.exchange import FRONT
 
@@ -213,3 +214,37 @@ def test_a_claim_never_trips_the_one_running_job_per_queue_index(
     done = claimers[0].conn.execute(
         f'SELECT count(*) FROM "{schema_name}".jobs WHERE state = \'done\'').fetchone()
     assert done is not None and done[0] > 20, "the claims should have kept running jobs"
+
+
+def test_outcomes_commit_before_a_claim_that_fails(
+        pg_dsn: str, client: pgcc.Client, claimers: tuple[Claimer, Claimer]) -> None:
+    """The worker sends outcomes and its next claim in one round trip but two
+    transactions: a claim that fails, for whatever reason, leaves the outcomes
+    written (and says so), and a failing outcome keeps the claim from running."""
+    claimer, _ = claimers
+    job, other = client.schedule_task("t", {}), client.schedule_task("t", {})
+    ((_, *_, token),) = claimer.claim(limit=1)
+    finish = ("finish", claimer.queries["finish"], {
+        "worker": claimer.worker, "queue_lock_space": claimer.space,
+        "outcomes": json.dumps([[job, token, "done", '"kept"', None]])})
+    failing_claim = ("claim", "SELECT 1 / 0", None)
+    link = Link(pg_dsn)
+    try:
+        with pytest.raises(StatementFailed) as failed:
+            link.transactions([[finish], [failing_claim]])
+        assert failed.value.name == "claim" and failed.value.committed == 1
+        assert failed.value.results == [[[(job,)]]]
+        assert client.get_job(job).result == "kept"  # type: ignore[union-attr]
+        # The other way round: the claim is not run after a failing write.
+        bad_write = ("finish", "SELECT 1 / 0", None)
+        claim = ("claim", claimer.queries["claim"], {
+            "worker": claimer.worker, "tasks": ["t"], "max_attempts": [10], "limit": 1,
+            "head_limit": 1, "queues": [], "search": True, "queue_lock_space": claimer.space,
+            "free_after_run_at": FRONT[0], "free_after_id": FRONT[1]})
+        with pytest.raises(StatementFailed) as failed:
+            link.transactions([[bad_write], [claim]])
+        assert failed.value.name == "finish" and failed.value.committed == 0
+        assert client.get_job(other).state == "queued"  # type: ignore[union-attr]
+        assert link.connected, "a refused statement leaves the session usable"
+    finally:
+        link.close()
