@@ -17,7 +17,7 @@ from pgcc.queries import channel, for_schema, lock_space, queue_lock_space
 
 log = logging.getLogger(__name__)
 
-REAP_INTERVAL = 0.25
+REAP_INTERVAL = 0.5
 PRUNE_INTERVAL = 60.0
 PRUNE_BATCH = 1000
 # One tick prunes for at most this long; while eligible rows are left, the

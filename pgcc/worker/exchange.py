@@ -1,11 +1,12 @@
-"""The exchange: the worker's one door to its database connection.
+"""The exchange: the worker's hot path, in a thread of its own.
 
-A part of its own thread. It registers the worker, writes the outcomes the
-supervisor hands it (before anything else, in their own transaction, kept
-until the database takes them), claims jobs within the credit the supervisor
-grants, and listens for new jobs (LISTEN/NOTIFY, and a poll). Errors are
-handled by class (pgcc.policy): the supervisor's thread never waits for
-the database.
+It registers the worker, reads the children's answers (pgcc.worker.pool),
+writes the outcomes (before anything else, in their own transaction, kept
+until the database takes them), claims jobs for the room the children have,
+hands them out, and listens for new jobs (LISTEN/NOTIFY, and a poll): an
+answer becomes an outcome, a claim and the child's next job without leaving
+this thread. Errors are handled by class (pgcc.policy). The supervisor,
+which never waits for the database, stops children through the pool.
 """
 
 from __future__ import annotations
@@ -24,10 +25,17 @@ from psycopg import sql
 from pgcc.database import LINK_CONNECT_TIMEOUT, Link, Rows, Statement, StatementFailed
 from pgcc.policy import ErrorClass, classify, describe
 from pgcc.queries import channel, for_schema, queue_lock_space
-from pgcc.worker.config import CLAIM_UNTIL, MAX_PENDING_OUTCOMES, Backoff, WorkerConfig
+from pgcc.worker.config import (
+    CLAIM_UNTIL,
+    FENCE_AT,
+    MAX_PENDING_OUTCOMES,
+    Backoff,
+    WorkerConfig,
+)
 from pgcc.worker.messages import JobOrder, NoResponse, Outcome, PutBack
 from pgcc.worker.outcomes import OutcomeWriter
 from pgcc.worker.parts import LeaseStatus, Mailbox
+from pgcc.worker.pool import Child, Pool
 
 log = logging.getLogger("pgcc.worker")
 
@@ -39,16 +47,10 @@ FRONT = ("-infinity", 0)
 # ---- what the supervisor says to the exchange --------------------------------
 
 
-class Grant(NamedTuple):
-    """The room the supervisor has for jobs, and for queue heads (idle
-    children), having seen `jobs_seen` jobs and `heads_seen` heads of the
-    exchange's claims so far; and the queues whose jobs just ended."""
+class Adopt(NamedTuple):
+    """The children are up: read their pipes, and give them jobs."""
 
-    jobs: int
-    heads: int
-    jobs_seen: int
-    heads_seen: int
-    queues: tuple[str, ...]
+    pool: Pool
 
 
 class StopClaiming(NamedTuple):
@@ -67,10 +69,6 @@ class Close(NamedTuple):
 class Registered(NamedTuple):
     worker_id: int
     max_parameters_bytes: int
-
-
-class Claimed(NamedTuple):
-    orders: list[JobOrder]
 
 
 class Closed(NamedTuple):
@@ -94,12 +92,12 @@ class Exchange:
         self._queue_lock_space = queue_lock_space(config.schema)
         self._worker_id: int | None = None
         self._announced = False
-        # (id, token) of the jobs handed to the supervisor whose outcome has not come back.
+        # (id, token) of the jobs handed to children whose outcome has not come back.
         self._ledger: set[tuple[int, int]] = set()
-        # Claim credit, from the latest Grant (see Grant).
-        self._grant = Grant(0, 0, 0, 0, ())
-        self._jobs_claimed = 0
-        self._heads_claimed = 0
+        self._pool: Pool | None = None
+        # Children whose pipe is watched for room to write (their outbox is not empty).
+        self._writing: set[Child] = set()
+        self._room = 0
         self._freed_queues: list[str] = []
         self._stopped_claiming = False
         self._close_deadline: float | None = None
@@ -132,13 +130,23 @@ class Exchange:
 
     def step(self) -> float | None:
         """One round: wait for something to do, then do it."""
-        for key, _ in self._selector.select(self._wait_time()):
-            if key.data == "inbox":
+        for key, mask in self._selector.select(self._wait_time()):
+            data = key.data
+            if data == "inbox":
                 self._take_messages()
-            else:
+            elif data == "listen":
                 self._drain_notifications()
+            elif data[0] == "pipe":
+                if mask & selectors.EVENT_READ:
+                    self._receive(data[1])
+                if mask & selectors.EVENT_WRITE:
+                    data[1].write()
+                    self._writing.add(data[1])
+            else:
+                self._exited(data[1])
         if self.closed:
             return 0.1
+        self._collect()
         now = time.monotonic()
         if self._close_deadline is not None and (
                 not self._writer or now >= self._close_deadline):
@@ -161,10 +169,10 @@ class Exchange:
             return 0.0
         now = time.monotonic()
         if not self.link.connected or self._worker_id is None:
-            return max(0.0, min(self._connect_at - now, 0.25))
-        # A short wait at most: the pulse shows the loop goes round, and a lost
-        # lease is noticed soon.
-        deadline = now + min(self._config.poll_interval, self._config.lease / 4, 0.25)
+            return max(0.0, self._connect_at - now)
+        # A wait of a poll interval at most, and of a quarter lease: the pulse
+        # shows the loop goes round (messages, a lost lease, wake it at once).
+        deadline = now + min(self._config.poll_interval, self._config.lease / 4)
         if self._writer:
             deadline = min(deadline, max(now, self._write_at))
         if self._may_claim(now) and self._credit()[0] > 0:
@@ -172,18 +180,63 @@ class Exchange:
             deadline = min(deadline, max(due, self._claim_at))
         return max(0.0, deadline - now)
 
+    # ---- the children ------------------------------------------------------------
+
+    def _adopt(self, pool: Pool) -> None:
+        self._pool = pool
+        for child in pool.children:
+            self._watch(child)
+
+    def _watch(self, child: Child) -> None:
+        self._selector.register(child.fd, selectors.EVENT_READ, ("pipe", child))
+        self._selector.register(child.sentinel, selectors.EVENT_READ, ("exit", child))
+
+    def _receive(self, child: Child) -> None:
+        assert self._pool is not None
+        self._pool.receive(child)
+
+    def _exited(self, child: Child) -> None:
+        assert self._pool is not None
+        self._selector.unregister(child.fd)
+        self._selector.unregister(child.sentinel)
+        self._writing.discard(child)
+        replacement = self._pool.exited(child)
+        if replacement is not None:
+            self._watch(replacement)
+
+    def _collect(self) -> None:
+        """The children's outcomes to the writer; more room, or a queue's next
+        job, is worth a claim."""
+        pool = self._pool
+        if pool is None:
+            return
+        outcomes, queues = pool.take_outcomes()
+        if outcomes:
+            self._outcomes(outcomes)
+        if queues:
+            self._freed_queues.extend(queues)
+            self._want_claim = True
+        room = pool.capacity()[0]
+        if room > self._room:
+            self._want_claim = True
+        self._room = room
+        if not pool.announced and pool.all_ready():
+            pool.announced = True
+            log.info("worker %s ready: %d children, tasks: %s", self._worker_id,
+                     len(pool.children), ", ".join(self._task_names) or "(none)")
+        # Watch a pipe for room to write only while its outbox holds something.
+        for child in list(self._writing):
+            key = self._selector.get_key(child.fd)
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if child.outbox else 0)
+            if key.events != events:
+                self._selector.modify(child.fd, events, key.data)
+            if not child.outbox:
+                self._writing.discard(child)
+
     def _take_messages(self) -> None:
         for message in self.inbox.take():
-            if isinstance(message, Grant):
-                before = self._credit()[0]
-                self._grant = message
-                if message.queues:
-                    self._freed_queues.extend(message.queues)
-                # More room, or a queue's next job: worth a claim.
-                if message.queues or self._credit()[0] > before:
-                    self._want_claim = True
-            elif isinstance(message, list):
-                self._outcomes(message)
+            if isinstance(message, Adopt):
+                self._adopt(message.pool)
             elif isinstance(message, StopClaiming):
                 self._stopped_claiming = True
                 self._close_listen()
@@ -311,11 +364,10 @@ class Exchange:
     # ---- writing and claiming --------------------------------------------------
 
     def _credit(self) -> tuple[int, int]:
-        """Jobs and queue heads the supervisor has room for now."""
-        grant = self._grant
-        jobs = grant.jobs - (self._jobs_claimed - grant.jobs_seen)
-        heads = grant.heads - (self._heads_claimed - grant.heads_seen)
-        return max(0, jobs), max(0, min(heads, jobs))
+        """Jobs and queue heads the children have room for now."""
+        if self._pool is None or self._stopped_claiming:
+            return 0, 0
+        return self._pool.capacity()
 
     def _may_claim(self, now: float) -> bool:
         lease = self._status.get()
@@ -387,10 +439,14 @@ class Exchange:
         for job_id, task, parameters, queue, attempt, _, token in rows:
             orders.append(JobOrder(job_id, task, parameters, attempt, queue, token))
             self._ledger.add((job_id, token))
-        self._jobs_claimed += len(orders)
-        self._heads_claimed += sum(1 for order in orders if order.queue is not None)
         if orders:
-            self._supervisor.put(Claimed(orders))
+            assert self._pool is not None
+            lease = self._status.get()
+            sound = not lease.lost and time.monotonic() - lease.renewed_at \
+                <= FENCE_AT * self._config.lease
+            self._writing.update(self._pool.assign(orders, self._config.log_parameters, sound))
+            # Jobs no child could take came back as put-backs.
+            self._collect()
         self._want_claim = len(rows) == limit
         if free_after == FRONT:
             self._next_front_read = now + self._config.poll_interval

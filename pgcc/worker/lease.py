@@ -44,7 +44,9 @@ class LeaseKeeper:
         # A server that hears nothing from this session for a lease ends it.
         self.link = Link(config.dsn, application_name="pgcc worker heartbeat",
                          idle_timeout=config.lease)
-        self._backoff = Backoff(cap=min(self._interval, 5.0))
+        # While the server is away, a few attempts a second at most: a
+        # refused connection costs a new process on the server and CPU here.
+        self._backoff = Backoff(cap=min(max(self._interval, 1.0), 5.0))
         self._warned = False
 
     def step(self) -> float:

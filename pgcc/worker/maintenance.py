@@ -16,6 +16,8 @@ from pgcc.worker.config import Backoff, WorkerConfig
 
 log = logging.getLogger("pgcc.worker")
 
+STANDBY_INTERVAL = 1.0
+
 
 class Maintenance:
     def __init__(self, config: WorkerConfig) -> None:
@@ -27,7 +29,8 @@ class Maintenance:
     def step(self) -> float:
         """One pass when leading; returns the seconds until the next."""
         try:
-            if self._reaper.lead(self.link):
+            leading = self._reaper.lead(self.link)
+            if leading:
                 self._reaper.tick(self.link)
         except StatementFailed as failure:
             self._reaper.forget_leadership()
@@ -39,7 +42,8 @@ class Maintenance:
                 log.error("maintenance: %s failed: %s", failure.name, describe(failure.cause))
             return self._backoff.next_delay()
         self._backoff.reset()
-        return REAP_INTERVAL
+        # A worker that does not lead only checks now and then whether it may.
+        return REAP_INTERVAL if leading else STANDBY_INTERVAL
 
     def close(self) -> None:
         self.link.close()

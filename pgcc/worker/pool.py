@@ -1,6 +1,11 @@
 """The child pool: the processes that run jobs, and the line of jobs each holds.
 
-Owned by the supervisor's thread alone. Nothing a child does can block it:
+Two threads use it, and it guards itself with a lock: the exchange, which
+reads the children's answers, hands them jobs and replaces the ones that die
+(the hot path: answer, outcome, claim and next job in one thread); and the
+supervisor, which only stops children (timeouts, the lease's fence, jobs
+taken away, shutdown) and so never waits for the exchange's database calls.
+Nothing a child does can block either:
 each pipe is read and written without blocking (`framing` keeps partial
 frames), a child's timeout is a deadline the supervisor's wait allows for,
 and a child that misbehaves is killed. What happens to jobs comes out as
@@ -16,13 +21,17 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import os
 import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
+from typing import TypeVar
 
 from pgcc import runner
 from pgcc.worker import framing
@@ -40,6 +49,7 @@ from pgcc.worker.messages import (
 )
 
 log = logging.getLogger("pgcc.worker")
+_T = TypeVar("_T")
 
 # Bytes read from one child per round: a child sending a flood cannot keep the
 # supervisor from its other duties.
@@ -145,6 +155,14 @@ class Child:
         self._channel.close()
 
 
+def _locked(method: Callable[..., _T]) -> Callable[..., _T]:
+    @functools.wraps(method)
+    def locked(self: Pool, *args: object, **kwargs: object) -> _T:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class Pool:
     """The children and the jobs they hold."""
 
@@ -163,6 +181,7 @@ class Pool:
         self.freed_queues: list[str] = []
         # A moving average of how long jobs run here; prefetching waits until it is known.
         self._typical_run: float | None = None
+        self._lock = threading.RLock()
         self.stopping = False
         self.announced = False
         # Read once: a per-job check is measurable at thousands of jobs a second.
@@ -170,6 +189,7 @@ class Pool:
 
     # ---- children ------------------------------------------------------------
 
+    @_locked
     def start(self) -> list[Child]:
         self.children = [self._spawn() for _ in range(self._size)]
         return list(self.children)
@@ -177,6 +197,7 @@ class Pool:
     def _spawn(self) -> Child:
         return Child(self._context, self._config, self._max_frame)
 
+    @_locked
     def receive(self, child: Child) -> None:
         """Read what the child sent: its readiness and answers."""
         try:
@@ -224,6 +245,7 @@ class Pool:
                         (now - (job.started or now)) * 1000,
                         (answer.error or "").split("\n", 1)[0])
 
+    @_locked
     def exited(self, child: Child) -> Child | None:
         """The child's process ended: what it said last counts, its other jobs
         gave no response; returns its replacement (none while stopping)."""
@@ -257,6 +279,7 @@ class Pool:
             job.stop_reason = reason
         child.kill()
 
+    @_locked
     def stop_foreign(self, held: frozenset[tuple[int, int]], asked_at: float) -> None:
         """Stop the jobs the database no longer gives this worker: it was asked
         at `asked_at`, so only jobs handed out before then are judged."""
@@ -271,6 +294,7 @@ class Pool:
                 if position == 0:
                     self._stop(child, reason)
 
+    @_locked
     def stop_all(self, reason: str) -> int:
         """Kill every child that runs a job; returns how many."""
         count = 0
@@ -282,6 +306,7 @@ class Pool:
 
     # ---- jobs ----------------------------------------------------------------
 
+    @_locked
     def capacity(self) -> tuple[int, int]:
         """How many jobs the pool can take now, and how many of them may be
         queue heads (one per idle child: a queue's job never waits in a line)."""
@@ -311,6 +336,7 @@ class Pool:
         return [child for position in range(1 + extra) for held, child in open_children
                 if held <= position]
 
+    @_locked
     def assign(self, orders: list[JobOrder], log_parameters: bool,
                lease_sound: bool = True) -> list[Child]:
         """Give claimed jobs to children: queue heads to idle children first.
@@ -348,12 +374,14 @@ class Pool:
             child.write()
         return list(batches)
 
+    @_locked
     def next_deadline(self) -> float | None:
         deadlines = [d for child in self.children if child.job is not None
                      and child.job.stop_reason is None
                      and (d := child.job.deadline) is not None]
         return min(deadlines, default=None)
 
+    @_locked
     def enforce_timeouts(self, now: float) -> None:
         for child in self.children:
             job = child.job
@@ -361,15 +389,19 @@ class Pool:
                     and now >= job.deadline:
                 self._stop(child, f"timed out after {job.timeout:g} s")
 
+    @_locked
     def busy(self) -> bool:
         return any(child.jobs for child in self.children)
 
+    @_locked
     def running_count(self) -> int:
         return sum(1 for child in self.children if child.job is not None)
 
+    @_locked
     def all_ready(self) -> bool:
         return all(child.ready for child in self.children)
 
+    @_locked
     def take_outcomes(self) -> tuple[list[Outcome], list[str]]:
         outcomes, self.outcomes = self.outcomes, []
         queues, self.freed_queues = self.freed_queues, []
@@ -377,6 +409,12 @@ class Pool:
 
     # ---- stopping ------------------------------------------------------------
 
+    @_locked
+    def set_stopping(self) -> None:
+        """No replacement for a child that ends, and no new job for any."""
+        self.stopping = True
+
+    @_locked
     def shut_down_running(self) -> None:
         """Past the grace period: stop every running job; it goes back to the queue."""
         for child in self.children:
@@ -384,6 +422,7 @@ class Pool:
                 child.job.stop_reason = SHUTDOWN_REASON
                 child.kill()
 
+    @_locked
     def close(self) -> None:
         """Tell every child to exit, and make sure it has."""
         for child in self.children:

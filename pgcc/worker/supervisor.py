@@ -1,12 +1,13 @@
-"""The supervisor: the worker's main thread, and the one that owns the children.
+"""The supervisor: the worker's main thread, the one that decides the children's fate.
 
-It never talks to the database and never blocks: it waits on the children's
-pipes and process sentinels, its mailbox and its timers, and so always has
-its hands free to enforce a timeout, honour a signal or stop the jobs of a
-lease in doubt. The other parts each run in a thread of their own:
+It never talks to the database, never touches a child's pipe and never
+blocks: it waits on its mailbox and its timers, and so always has its hands
+free to enforce a timeout, honour a signal or stop the jobs of a lease in
+doubt (through the pool, which guards itself). The other parts each run in a
+thread of their own:
 
-- the exchange (pgcc.worker.exchange): registers, writes outcomes, claims,
-  listens;
+- the exchange (pgcc.worker.exchange): the hot path: reads the children's
+  answers, writes outcomes, claims and hands jobs out, listens;
 - the lease keeper (pgcc.worker.lease): renews the lease;
 - the maintenance services (pgcc.worker.maintenance): reap and prune when
   this worker leads.
@@ -26,24 +27,17 @@ import time
 
 from pgcc import forkserver, runner
 from pgcc.worker.config import CHILD_FENCE_AT, FENCE_AT, WorkerConfig
-from pgcc.worker.exchange import (
-    Claimed,
-    Close,
-    Closed,
-    Exchange,
-    Grant,
-    Registered,
-    StopClaiming,
-)
+from pgcc.worker.exchange import Adopt, Close, Closed, Exchange, Registered, StopClaiming
 from pgcc.worker.lease import Held, LeaseKeeper
 from pgcc.worker.maintenance import Maintenance
 from pgcc.worker.parts import LeaseStatus, Mailbox, Part
-from pgcc.worker.pool import Child, Pool
+from pgcc.worker.pool import Pool
 
 log = logging.getLogger("pgcc.worker")
 
-# How often the supervisor looks at its parts when nothing else wakes it.
-TICK = 0.25
+# How often the supervisor looks at its parts when nothing else wakes it (a
+# job's deadline or the lease's fence wake it on time; signals at once).
+TICK = 0.5
 # Seconds the exchange gets, once every job is over, to write what is pending.
 MIN_CLOSE_TIME = 10.0
 EXIT_STALLED = 70
@@ -74,9 +68,6 @@ class Worker:
         self._closed = False
         self._fenced = False
         self._lost_handled: int | None = None
-        self._last_grant: tuple[int, int] = (0, 0)
-        self._jobs_seen = 0
-        self._heads_seen = 0
         self._started: dict[str, int] = {}
         self._next_supervision = 0.0
         # Since when the supervisor has been running without a gap: a part is
@@ -84,8 +75,6 @@ class Worker:
         # (after SIGSTOP or a suspended machine, every pulse looks old).
         self._awake_since = time.monotonic()
         self._last_supervision = time.monotonic()
-        # Children whose pipe is watched for room to write (their outbox is not empty).
-        self._writing: set[Child] = set()
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -104,10 +93,11 @@ class Worker:
                 self._start(part)
             return self._loop()
         finally:
+            # The exchange first: then no thread but this one uses the pool.
+            for part in self._parts:
+                part.stop()
             if self._pool is not None:
                 self._pool.close()
-            for part in reversed(self._parts):
-                part.stop()
             log.info("worker %s stopped", self._worker_id)
 
     def _install_signals(self) -> None:
@@ -151,8 +141,8 @@ class Worker:
         timeouts = {name: info.timeout or config.timeout for name, info in config.tasks.items()}
         self._pool = Pool(self._context, child_config, config.concurrency, timeouts,
                           config.prefetch)
-        for child in self._pool.start():
-            self._watch(child)
+        self._pool.start()
+        self._exchange.inbox.put(Adopt(self._pool))
 
     # ---- the loop ----------------------------------------------------------------
 
@@ -160,18 +150,8 @@ class Worker:
         pool = self._pool
         assert pool is not None
         while True:
-            for key, mask in self._selector.select(self._timeout()):
-                data = key.data
-                if data == "mailbox":
-                    self._messages()
-                elif data[0] == "pipe":
-                    child: Child = data[1]
-                    if mask & selectors.EVENT_READ:
-                        pool.receive(child)
-                    if mask & selectors.EVENT_WRITE:
-                        child.write()
-                elif data[0] == "exit":
-                    self._exited(data[1])
+            if self._selector.select(self._timeout()):
+                self._messages()
             now = time.monotonic()
             deadline = pool.next_deadline()
             if deadline is not None and now >= deadline:
@@ -182,8 +162,6 @@ class Worker:
                 code = self._supervise(now)
                 if code is not None:
                     return code
-            self._hand_over(pool)
-            self._update_write_interest()
             if self._stops:
                 code = self._stopping(pool, now)
                 if code is not None:
@@ -199,73 +177,18 @@ class Worker:
                 deadline = min(deadline, child_deadline)
         if self._stops:
             deadline = min(deadline, self._stop_deadline)
+        if not self._fenced:
+            deadline = min(deadline, self._status.get().renewed_at
+                           + FENCE_AT * self.config.lease + 0.01)
         return max(0.0, deadline - now)
 
     def _messages(self) -> None:
         pool = self._pool
         for message in self._mailbox.take():
-            if isinstance(message, Claimed) and pool is not None:
-                self._jobs_seen += len(message.orders)
-                self._heads_seen += sum(1 for o in message.orders if o.queue is not None)
-                lease = self._status.get()
-                sound = not lease.lost and time.monotonic() - lease.renewed_at \
-                    <= FENCE_AT * self.config.lease
-                for child in pool.assign(message.orders, self.config.log_parameters, sound):
-                    if child.outbox:
-                        self._writing.add(child)
-                # The exchange's credit changed: say how much room is left.
-                self._last_grant = (-1, -1)
-            elif isinstance(message, Held) and pool is not None:
+            if isinstance(message, Held) and pool is not None:
                 pool.stop_foreign(message.jobs, message.asked_at)
             elif isinstance(message, Closed):
                 self._closed = True
-
-    def _exited(self, child: Child) -> None:
-        pool = self._pool
-        assert pool is not None
-        self._unwatch(child)
-        replacement = pool.exited(child)
-        if replacement is not None:
-            self._watch(replacement)
-
-    def _hand_over(self, pool: Pool) -> None:
-        """Outcomes to the exchange, and room for more jobs."""
-        outcomes, queues = pool.take_outcomes()
-        # One wake-up of the exchange for both.
-        messages: list[object] = [outcomes] if outcomes else []
-        if not self._stops:
-            if not pool.announced and pool.all_ready():
-                pool.announced = True
-                log.info("worker %s ready: %d children, tasks: %s", self._worker_id,
-                         len(pool.children), ", ".join(self.config.task_names) or "(none)")
-            room, idle = pool.capacity()
-            if queues or (room, idle) != self._last_grant:
-                self._last_grant = (room, idle)
-                messages.append(Grant(room, idle, self._jobs_seen, self._heads_seen,
-                                      tuple(queues)))
-        if messages:
-            self._exchange.inbox.put_many(messages)
-
-    # ---- children's pipes ------------------------------------------------------------
-
-    def _watch(self, child: Child) -> None:
-        self._selector.register(child.fd, selectors.EVENT_READ, ("pipe", child))
-        self._selector.register(child.sentinel, selectors.EVENT_READ, ("exit", child))
-
-    def _unwatch(self, child: Child) -> None:
-        self._selector.unregister(child.fd)
-        self._selector.unregister(child.sentinel)
-        self._writing.discard(child)
-
-    def _update_write_interest(self) -> None:
-        """Watch a pipe for room to write only while its outbox holds something."""
-        for child in list(self._writing):
-            key = self._selector.get_key(child.fd)
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if child.outbox else 0)
-            if key.events != events:
-                self._selector.modify(child.fd, events, key.data)
-            if not child.outbox:
-                self._writing.discard(child)
 
     # ---- the lease and the parts -------------------------------------------------------
 
@@ -326,16 +249,13 @@ class Worker:
     def _stopping(self, pool: Pool, now: float) -> int | None:
         if not self._stopped_claiming:
             self._stopped_claiming = True
-            pool.stopping = True
+            pool.set_stopping()
             self._exchange.inbox.put(StopClaiming())
         if self._stops >= 2 or now >= self._stop_deadline:
             pool.shut_down_running()
         if pool.busy():
             return None
         if self._close_deadline is None:
-            outcomes, _ = pool.take_outcomes()
-            if outcomes:
-                self._exchange.inbox.put(outcomes)
             self._close_deadline = now + max(MIN_CLOSE_TIME, self.config.lease)
             self._exchange.inbox.put(Close(self._close_deadline))
         if self._closed:
