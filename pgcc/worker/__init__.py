@@ -2,11 +2,13 @@
 
 The worker is a few small parts, each in its own module:
 
-- supervisor: the main thread; owns the children (pool), watches the other
-  parts, handles signals;
-- pool: the child processes and the jobs each holds, never blocking;
-- exchange: the thread that talks to the database: outcomes (outcomes),
-  claims and LISTEN;
+- supervisor: the main thread; decides the children's fate (timeouts, the
+  lease's fence, shutdown), watches the other parts, handles signals; it
+  never waits on the database or a child;
+- exchange: the hot path, in its own thread: reads the children's answers,
+  writes them (outcomes), claims, hands jobs out, LISTENs;
+- pool: the child processes and the jobs each holds, never blocking; the one
+  object both threads use, behind its own lock;
 - lease: the thread that renews the worker's lease;
 - maintenance: reaping and pruning, when this worker leads;
 - parts: the few objects these threads share;
