@@ -27,7 +27,6 @@ from pgcc.policy import ErrorClass, classify, describe
 from pgcc.queries import channel, for_schema, queue_lock_space
 from pgcc.worker.config import (
     CLAIM_UNTIL,
-    FENCE_AT,
     MAX_PENDING_OUTCOMES,
     Backoff,
     WorkerConfig,
@@ -415,10 +414,6 @@ class Exchange:
             if writing and failure.committed:
                 self._writer.written(failure.results[0])
                 self._write_backoff.reset()
-            if claiming and failure.committed == len(groups):
-                # The claim committed but its rows could not be read: the jobs
-                # are ours and run nowhere; the reconciliation puts them back.
-                self._reconcile_soon()
             self._failed(failure, "write" if writing and not failure.committed else "claim")
             return
         if writing:
@@ -441,9 +436,7 @@ class Exchange:
             self._ledger.add((job_id, token))
         if orders:
             assert self._pool is not None
-            lease = self._status.get()
-            sound = not lease.lost and time.monotonic() - lease.renewed_at \
-                <= FENCE_AT * self._config.lease
+            sound = not self._status.get().in_doubt(time.monotonic(), self._config.lease)
             self._writing.update(self._pool.assign(orders, self._config.log_parameters, sound))
             # Jobs no child could take came back as put-backs.
             self._collect()
@@ -466,9 +459,6 @@ class Exchange:
         if next_due is not None:
             delay = min(delay, max(0.0, next_due))
         self._next_poll = time.monotonic() + delay
-
-    def _reconcile_soon(self) -> None:
-        self.link.close()
 
     def _failed(self, failure: StatementFailed, activity: str) -> None:
         """One failure, handled by its class (see pgcc.policy)."""

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pgcc.worker.config import FENCE_AT
+
 log = logging.getLogger("pgcc.worker")
 
 
@@ -92,6 +94,11 @@ class Lease:
     worker_id: int | None
     renewed_at: float  # time.monotonic()
     lost: bool  # the reaper declared this registration dead
+
+    def in_doubt(self, now: float, lease: float) -> bool:
+        """Whether jobs of this registration may already run elsewhere: it was
+        declared dead, or not renewed for FENCE_AT of the lease (`lease` s)."""
+        return self.lost or now - self.renewed_at > FENCE_AT * lease
 
 
 class LeaseStatus:

@@ -394,10 +394,6 @@ class Pool:
         return any(child.jobs for child in self.children)
 
     @_locked
-    def running_count(self) -> int:
-        return sum(1 for child in self.children if child.job is not None)
-
-    @_locked
     def all_ready(self) -> bool:
         return all(child.ready for child in self.children)
 
