@@ -8,6 +8,7 @@ isolation, IPC and every round trip a user would pay.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import os
@@ -31,7 +32,7 @@ from pgcc.client import Client
 from pgcc.embedded import pg_binary
 from pgcc.queries import for_schema
 
-WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W6")
+WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8")
 # Seconds from a worker's registration until its children are up, with room to
 # spare on a slow machine (~0.5 s here).
 CHILDREN_START = 1.0
@@ -181,12 +182,12 @@ class Bench:
         time.sleep(CHILDREN_START)
 
     def wait_done(self, conn: psycopg.Connection[Any], schema_name: str, total: int,
-                  label: str, timeout: float = 600) -> None:
-        query = _q(schema_name, "jobs_final")
+                  label: str, timeout: float = 600, task: str | None = None) -> None:
+        query = _q(schema_name, "jobs_final" if task is None else "jobs_final_of")
         deadline = time.monotonic() + timeout
         last_shown = 0.0
         while True:
-            done = conn.execute(query).fetchone()[0]  # type: ignore[index]
+            done = conn.execute(query, {"task": task}).fetchone()[0]  # type: ignore[index]
             now = time.monotonic()
             if now - last_shown > 1:
                 self.progress(f"{label}: {done:,}/{total:,} jobs done")
@@ -277,21 +278,25 @@ class Bench:
             self.report.add("W2", "enqueue bulk", "jobs/s", total / elapsed, ref="REF-insert")
 
     def _drain(self, label: str, key: str, total: int, worker_count: int,
-               rss: bool = False) -> None:
+               rss: bool = False, blocked: int = 0) -> None:
         with self.fresh_schema(label) as name, \
                 psycopg.connect(self.dsn, autocommit=True) as conn:
+            if blocked:
+                conn.execute(_q(name, "enqueue_blocked_queues"), {"count": blocked})
             self.enqueue_noops(conn, name, total)
             # On the server's clock, like the jobs' finished_at (the server may be elsewhere).
             launched = conn.execute(_q(name, "server_clock")).fetchone()[0]  # type: ignore[index]
             with self.workers(name, worker_count, 10) as pids:
                 sampler = _RssSampler(pids) if rss else None
-                self.wait_done(conn, name, total, label)
+                self.wait_done(conn, name, total, label, task="noop")
                 if sampler:
                     sampler.stop()
                     self.report.add("W3-rss", "worker + 10 children RSS (peak, PSS)", "MB",
                                     sampler.peak_mb, higher_is_better=False)
-            first, last = conn.execute(_q(name, "run_span")).fetchone()  # type: ignore[misc]
-        self.report.add(key, f"drain, {worker_count} worker x 10, from launch", "jobs/s",
+            first, last = conn.execute(_q(name, "run_span_of"),  # type: ignore[misc]
+                                       {"task": "noop"}).fetchone()
+        beside = f", beside {blocked:,} blocked queues" if blocked else ""
+        self.report.add(key, f"drain, {worker_count} worker x 10, from launch{beside}", "jobs/s",
                         total / max(1e-9, last - launched), ref="REF-claim")
         self.report.add(f"{key}-steady", "drain, first start to last finish", "jobs/s",
                         total / max(1e-9, last - first), ref="REF-claim")
@@ -303,6 +308,13 @@ class Bench:
             self._drain("w3", "W3-1", total, 1, rss=True)
             self.progress(f"W3 rep {rep + 1}/{self.reps}: two workers")
             self._drain("w3", "W3-2", total, 2)
+
+    def w7(self) -> None:
+        """W3-1 beside 10,000 queues whose heads no worker can run."""
+        total = self.sizes.n(20_000, 200)
+        for rep in range(self.reps):
+            self.progress(f"W7 rep {rep + 1}/{self.reps}: one worker, 10,000 blocked queues")
+            self._drain("w7", "W7", total, 1, blocked=10_000)
 
     def w4(self) -> None:
         seconds = max(1.0, 10 * self.sizes.scale)
@@ -327,27 +339,56 @@ class Bench:
                             higher_is_better=False)
 
     def w5(self) -> None:
-        total, queues = self.sizes.n(2_000, 100), 20
+        """Serial queues: 2,000 jobs of 2 ms over 20 queues, both workers up first."""
         for rep in range(self.reps):
-            with self.fresh_schema("w5") as name, Client(self.dsn, schema=name) as client, \
-                    psycopg.connect(self.dsn, autocommit=True) as conn:
-                self.progress(f"W5 rep {rep + 1}/{self.reps}: {total:,} jobs over "
-                              f"{queues} queues, 2 workers x 10")
-                with self.workers(name, 2, 10):
+            self.progress(f"W5 rep {rep + 1}/{self.reps}")
+            self._serial("W5", "serial queues, 2 workers x 10, workers up first",
+                         queues=20, per_queue=self.sizes.n(100, 5), cold=False)
+
+    def w5_cold(self) -> None:
+        """W5 as other queues are compared: the jobs queued first, then two
+        workers launched together, timed from their launch."""
+        for rep in range(self.reps):
+            self.progress(f"W5-cold rep {rep + 1}/{self.reps}")
+            self._serial("W5-cold", "serial queues, jobs first, 2 workers x 10 from launch",
+                         queues=20, per_queue=self.sizes.n(100, 5), cold=True)
+
+    def w8(self) -> None:
+        """200 busy serial queues x 100 jobs of 2 ms, two workers x 10."""
+        for rep in range(self.reps):
+            self.progress(f"W8 rep {rep + 1}/{self.reps}")
+            self._serial("W8", "200 busy serial queues x 100, 2 workers x 10", queues=200,
+                         per_queue=self.sizes.n(100, 5), cold=False)
+
+    def _serial(self, key: str, title: str, *, queues: int, per_queue: int,
+                cold: bool) -> None:
+        total = queues * per_queue
+        jobs = ({"task": "serial_probe", "queue": f"q{i % queues}",
+                 "parameters": {"sleep": 0.002}} for i in range(total))
+        with self.fresh_schema(key.replace("-", "_")) as name, \
+                Client(self.dsn, schema=name) as client, \
+                psycopg.connect(self.dsn, autocommit=True) as conn:
+            if cold:
+                client.schedule_tasks(jobs)
+                conn.execute(_q(name, "vacuum_jobs"))
+                launched = conn.execute(_q(name, "server_clock")).fetchone()[0]  # type: ignore[index]
+            with self.workers(name, 2, 10):
+                if not cold:
                     # Both workers up before the jobs arrive: the figure is the
                     # queues' pace, not how far apart two workers finish starting.
                     self.wait_started(conn, name, 2)
-                    client.schedule_tasks({"task": "serial_probe", "queue": f"q{i % queues}",
-                                           "parameters": {"sleep": 0.002}}
-                                          for i in range(total))
-                    self.wait_done(conn, name, total, "W5")
-                rows = conn.execute(_q(name, "serial_runs")).fetchall()
-            first = min(r[3] for r in rows if r[3] is not None)
-            last = max(r[4] for r in rows if r[4] is not None)
-            self.report.add("W5", "serial queues, 2 workers x 10", "jobs/s",
-                            total / (last - first), ref="REF-claim")
-            for problem in _serial_problems(rows):
-                self.report.problem("W5", problem)
+                    client.schedule_tasks(jobs)
+                self.wait_done(conn, name, total, key)
+            rows = conn.execute(_q(name, "serial_runs")).fetchall()
+        first = launched if cold else min(r[3] for r in rows if r[3] is not None)
+        last = max(r[4] for r in rows if r[4] is not None)
+        self.report.add(key, title, "jobs/s", total / (last - first), ref="REF-claim")
+        split = sorted(collections.Counter(r[5] for r in rows).values(), reverse=True)
+        self.report.add(f"{key}-split", "busiest worker's share of the jobs", "%",
+                        100 * split[0] / total, higher_is_better=False)
+        self.report.notes.append(f"{key}: jobs per worker {split}")
+        for problem in _serial_problems(rows):
+            self.report.problem(key, problem)
 
     def w6(self) -> None:
         backlog = self.sizes.n(1_000_000, 2_000)
@@ -469,7 +510,8 @@ def _pss_kb(pid: int) -> int:
 def run(dsn: str, *, only: list[str], reps: int, scale: float, progress: Progress) -> Report:
     bench = Bench(dsn, reps=reps, sizes=Sizes(scale), progress=progress)
     steps = {"REF": bench.ref, "W1": bench.w1, "W2": bench.w2, "W3": bench.w3,
-             "W4": bench.w4, "W5": bench.w5, "W6": bench.w6}
+             "W4": bench.w4, "W5": bench.w5, "W5-COLD": bench.w5_cold, "W6": bench.w6,
+             "W7": bench.w7, "W8": bench.w8}
     for name in only:
         steps[name]()
     return bench.report

@@ -205,8 +205,10 @@ def worker(
             logging.getLogger("pgcc.worker").error("task %s not loaded: %s", bad.path, bad.error)
             logging.getLogger("pgcc.worker").debug("%s", bad.detail)
         resolved = resolve_dsn(dsn, schema_name)
-        if not no_migrate:
-            with connect(resolved) as conn:
+        with connect(resolved) as conn:
+            if no_migrate:
+                schema.require_current(conn, schema_name)
+            else:
                 schema.migrate(conn, schema_name)
         config = WorkerConfig(
             dsn=resolved, schema=schema_name, tasks_dir=tasks_dir.resolve(), tasks=found,
@@ -243,7 +245,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
 @app.command()
 def bench(
     only: Annotated[str, typer.Option(
-        help="Comma-separated workloads: REF,W1,W2,W3,W4,W5,W6.")] = ",".join(WORKLOADS),
+        help="Comma-separated workloads: " + ",".join(WORKLOADS) + ".")] = ",".join(WORKLOADS),
     reps: Annotated[int, typer.Option(min=1, help="Repetitions; the median is reported.")]
     = 3,
     scale: Annotated[float, typer.Option(

@@ -34,15 +34,17 @@ def migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-def migrate(conn: psycopg.Connection[object], schema: str) -> list[int]:
-    """Bring `schema` up to date; returns the versions applied now.
+def migrate(conn: psycopg.Connection[object], schema: str,
+            target: int | None = None) -> list[int]:
+    """Bring `schema` up to date (or up to version `target`, for tests of the
+    upgrades); returns the versions applied now.
 
     Idempotent, and safe when several processes run it at once: an advisory
     lock serialises them, and each version is recorded in the same
     transaction that applies it.
     """
     check_schema(schema)
-    known = migrations()
+    known = [m for m in migrations() if target is None or m.version <= target]
     newest = max((m.version for m in known), default=0)
     # Up to date already: nothing to lock or create, so a role without the
     # right to create (a worker's, see pgcc.grants) may start on it.
@@ -64,6 +66,8 @@ def migrate(conn: psycopg.Connection[object], schema: str) -> list[int]:
         cur = conn.execute("SELECT version FROM schema_migrations")
         done = {row[0] for row in cur.fetchall()}  # type: ignore[index]
         _refuse_newer(schema, max(done, default=None), newest)
+        if done and max(done) < newest:
+            _refuse_live_workers(conn, schema, max(done))
         for migration in known:
             if migration.version in done:
                 continue
@@ -82,6 +86,32 @@ def _refuse_newer(schema: str, version: int | None, newest: int) -> None:
             f"schema {schema} is at version {version}, newer than this pgcc knows "
             f"({newest}): upgrade pgcc on this machine (an older worker must not run "
             "against a newer schema)")
+
+
+def _refuse_live_workers(conn: psycopg.Connection[object], schema: str, version: int) -> None:
+    """Workers of one version must not share a schema with those of another:
+    an upgrade waits until the older workers have stopped. A worker whose lease
+    ran out counts as stopped (the reaper takes its jobs back)."""
+    row = conn.execute(sql.SQL(
+        "SELECT count(*), string_agg(format('%s pid %s', hostname, pid), ', ' ORDER BY id)"
+        " FROM {}.workers WHERE heartbeat_at > now() - lease").format(
+            sql.Identifier(schema))).fetchone()
+    if row and row[0]:  # type: ignore[index]
+        raise ConfigurationError(
+            f"schema {schema} is at version {version} and {row[0]} worker(s) of an older "  # type: ignore[index]
+            f"pgcc still run on it ({row[1]}): stop them, then migrate (workers of "  # type: ignore[index]
+            "two versions must not share a schema)")
+
+
+def require_current(conn: psycopg.Connection[object], schema: str) -> None:
+    """For `pgcc worker --no-migrate`: the schema must be this pgcc's own version."""
+    newest = max((m.version for m in migrations()), default=0)
+    current = current_version(conn, schema)
+    _refuse_newer(schema, current, newest)
+    if current != newest:
+        raise ConfigurationError(
+            f"schema {schema} is at version {current or 'none'}, older than this pgcc "
+            f"({newest}): run `pgcc migrate` (or start the worker without --no-migrate)")
 
 
 def current_version(conn: psycopg.Connection[object], schema: str) -> int | None:

@@ -14,6 +14,9 @@ SELECT count(*) FROM {schema}.workers;
 -- name: jobs_final
 SELECT count(*) FROM {schema}.jobs WHERE state NOT IN ('queued', 'running');
 
+-- name: jobs_final_of
+SELECT count(*) FROM {schema}.jobs WHERE state NOT IN ('queued', 'running') AND task = %(task)s;
+
 -- name: jobs_done
 SELECT count(*), extract(epoch FROM clock_timestamp())::float8
 FROM {schema}.jobs WHERE state = 'done';
@@ -32,8 +35,17 @@ SELECT extract(epoch FROM min(started_at))::float8 FROM {schema}.jobs;
 SELECT extract(epoch FROM started_at - created_at)::float8 * 1000 FROM {schema}.jobs;
 
 -- name: serial_runs
-SELECT id, queue, state, (result ->> 'start')::float8, (result ->> 'end')::float8
-FROM {schema}.jobs ORDER BY queue, id;
+SELECT id, queue, state, (result ->> 'start')::float8, (result ->> 'end')::float8, worker_id
+FROM {schema}.jobs WHERE task = 'serial_probe' ORDER BY queue, id;
+
+-- name: enqueue_blocked_queues
+-- Queues whose head no worker can run: a task no worker has.
+INSERT INTO {schema}.jobs (task, parameters, queue)
+SELECT 'no_worker_has_this', '{{}}', 'blocked-' || i FROM generate_series(1, %(count)s) AS i;
+
+-- name: run_span_of
+SELECT extract(epoch FROM min(started_at))::float8, extract(epoch FROM max(finished_at))::float8
+FROM {schema}.jobs WHERE task = %(task)s;
 
 -- name: drop_schema
 DROP SCHEMA {schema} CASCADE;

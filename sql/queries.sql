@@ -90,15 +90,21 @@ SELECT r.id, coalesce((SELECT array_agg(id) FROM jobs_renewed), ARRAY[]::bigint[
        coalesce((SELECT array_agg(token) FROM jobs_renewed), ARRAY[]::bigint[])
 FROM renewed r;
 
+-- name: take_in_touched_queues
+-- First in a claim's transaction; a function call only when there is work.
+SELECT {schema}.take_in_touched_queues(%(queue_lock_space)s, %(batch)s)
+WHERE (SELECT id FROM {schema}.jobs WHERE queue_touched AND queue IS NOT NULL
+       ORDER BY id LIMIT 1) IS NOT NULL;
+
 -- name: claim
 -- Takes up to %(limit)s due jobs of this worker's tasks: jobs without a queue
--- in run_at order, and the head of each queue that has no running job (at most
--- %(head_limit)s of those: as many as the worker has idle children, so that a
--- queue's job never waits in a busy child's line). One job per queue at most;
--- a queue whose head is not due (a retry's backoff) waits for it.
--- Queue heads come from %(queues)s, the queues whose jobs this worker has just
--- finished (a direct look-up each), and, when %(search)s, from a walk over
--- every queue (one index probe per queue).
+-- in run_at order, and queue heads (at most %(head_limit)s of those: as many
+-- as the worker has idle children, so that a queue's job never waits in a
+-- busy child's line). One job per queue at most; a queue whose head is not
+-- due (a retry's backoff) waits for it.
+-- Queue heads come from queue_heads (see migration 0007), read per task in
+-- run_at order: queues whose head cannot run cost nothing. The claim's
+-- transaction has just taken in the touched queues (take_in_touched_queues).
 -- Jobs without a queue are read after (%(free_after_run_at)s, %(free_after_id)s)
 -- in claim order: through a backlog the worker passes the last job it took, so
 -- that the scan starts past the index entries of jobs claimed since the last
@@ -106,24 +112,12 @@ FROM renewed r;
 -- '-infinity' and reads from the front. Claimed rows come back in claim
 -- order, each with its run_at as text, for the next such position: text, so
 -- that no value of the column can fail to load in the worker.
-WITH RECURSIVE walked AS (
-    (SELECT j.queue, j.id FROM {schema}.jobs j
-     WHERE %(search)s AND j.state = 'queued' AND j.queue IS NOT NULL
-     ORDER BY j.queue, j.scheduled_at, j.id LIMIT 1)
-    UNION ALL
-    SELECT n.queue, n.id FROM walked h, LATERAL (
-        SELECT j.queue, j.id FROM {schema}.jobs j
-        WHERE j.state = 'queued' AND j.queue > h.queue
-        ORDER BY j.queue, j.scheduled_at, j.id LIMIT 1
-    ) n
-), heads AS (
-    SELECT queue, id FROM walked
-    UNION
-    SELECT n.queue, n.id FROM unnest(%(queues)s::text[]) AS q(queue), LATERAL (
-        SELECT j.queue, j.id FROM {schema}.jobs j
-        WHERE j.state = 'queued' AND j.queue = q.queue
-        ORDER BY j.scheduled_at, j.id LIMIT 1
-    ) n
+WITH heads AS (
+    SELECT h.queue, h.job_id AS id FROM unnest(%(tasks)s::text[]) AS t(task), LATERAL (
+        SELECT q.queue, q.job_id FROM {schema}.queue_heads q
+        WHERE q.task = t.task AND q.run_at <= now()
+        ORDER BY q.run_at LIMIT %(head_scan)s
+    ) h
 ), free AS (
     -- Locked as they are read, so that rows another worker holds do not count
     -- towards the limit: concurrent workers each get jobs.
@@ -133,15 +127,14 @@ WITH RECURSIVE walked AS (
       AND j.task = ANY(%(tasks)s::text[])
     ORDER BY j.run_at, j.id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-), queue_heads AS (
+), ready AS (
     -- The advisory lock is tried in order and only until enough heads are
     -- held: OFFSET 0 keeps it out of the subquery, after the sort.
     SELECT c.id, c.sort_at FROM (
-        SELECT j.id, j.scheduled_at AS sort_at, j.queue FROM heads h
-        JOIN {schema}.jobs j ON j.id = h.id
+        SELECT j.id, j.run_at AS sort_at, j.queue FROM heads h
+        JOIN {schema}.jobs j ON j.id = h.id AND j.queue = h.queue
         WHERE j.state = 'queued' AND j.run_at <= now() AND j.task = ANY(%(tasks)s::text[])
           AND j.attempts < 1000000
-          AND NOT EXISTS (SELECT FROM {schema}.queue_locks l WHERE l.queue = h.queue)
         ORDER BY j.scheduled_at, j.id OFFSET 0
     ) c
     WHERE pg_try_advisory_xact_lock(%(queue_lock_space)s, hashtext(c.queue))
@@ -150,8 +143,8 @@ WITH RECURSIVE walked AS (
     -- The heads' rows locked; one a cancel is changing is left for the next
     -- claim, and one a cancel changed meanwhile is no longer queued. A claim
     -- waits for no other transaction (see lock_queue in the schema).
-    SELECT j.id, j.scheduled_at AS sort_at, j.queue FROM {schema}.jobs j
-    WHERE j.id = ANY(ARRAY(SELECT id FROM queue_heads)) AND j.state = 'queued'
+    SELECT j.id, j.run_at AS sort_at, j.queue FROM {schema}.jobs j
+    WHERE j.id = ANY(ARRAY(SELECT id FROM ready)) AND j.state = 'queued'
     FOR UPDATE SKIP LOCKED
 ), picked AS (
     SELECT id, sort_at, NULL::text AS queue FROM free
@@ -166,7 +159,10 @@ WITH RECURSIVE walked AS (
     INSERT INTO {schema}.queue_locks (queue, job_id, worker_id)
     SELECT queue, id, %(worker)s FROM picked WHERE queue IS NOT NULL
     ON CONFLICT (queue) DO NOTHING
-    RETURNING job_id
+    RETURNING job_id, queue
+), taken AS (
+    -- A queue whose job runs has no head row; its outcome touches it again.
+    DELETE FROM {schema}.queue_heads q WHERE q.queue = ANY(ARRAY(SELECT queue FROM locked))
 ), claimed AS (
     -- By id through an array, so that even a generic plan finds the rows by
     -- index. Each claim draws the job a new token.
@@ -191,18 +187,18 @@ SELECT id, token FROM {schema}.jobs WHERE worker_id = %(worker)s AND state = 'ru
 
 -- name: next_due
 -- In how many seconds the next job this worker could run becomes due, for its
--- wake-up timer: the first in run_at order of each claim index (jobs without
--- and with a queue). Epochs are subtracted, not timestamps, so that no run_at
--- can overflow the interval type.
+-- wake-up timer: the first in run_at order of jobs without a queue and of
+-- queue heads. Epochs are subtracted, not timestamps, so that no run_at can
+-- overflow the interval type.
 SELECT extract(epoch FROM least(
     (SELECT run_at FROM {schema}.jobs
      WHERE state = 'queued' AND queue IS NULL AND run_at > now()
        AND task = ANY(%(tasks)s::text[])
      ORDER BY run_at LIMIT 1),
-    (SELECT run_at FROM {schema}.jobs
-     WHERE state = 'queued' AND queue IS NOT NULL AND run_at > now()
-       AND task = ANY(%(tasks)s::text[])
-     ORDER BY run_at LIMIT 1)
+    (SELECT min(h.run_at) FROM unnest(%(tasks)s::text[]) AS t(task), LATERAL (
+        SELECT q.run_at FROM {schema}.queue_heads q
+        WHERE q.task = t.task AND q.run_at > now()
+        ORDER BY q.run_at LIMIT 1) h)
 ))::float8 - extract(epoch FROM now())::float8;
 
 -- name: max_parameters_bytes
@@ -234,6 +230,15 @@ WITH outcome AS (
     WHERE l.queue = u.queue AND l.job_id = u.id
 )
 SELECT id FROM finished;
+
+-- name: refresh_heads
+-- Last in a transaction of outcomes: the heads of the queues whose jobs they
+-- ended or put back (see migration 0007). An outcome fenced off matches no
+-- token and refreshes nothing.
+SELECT {schema}.refresh_queue_heads(%(queue_lock_space)s, ARRAY(
+    SELECT j.queue FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) AS o(id, token)
+    JOIN {schema}.jobs j ON j.id = o.id AND j.token = o.token
+    WHERE j.queue IS NOT NULL AND j.state <> 'running'));
 
 -- name: retry
 -- A running job gave no response: back to queued after the backoff, or dead
@@ -324,7 +329,7 @@ WITH expired AS (
             'attempt', j.attempts,
             'error', format('worker %%s stopped heartbeating (no response)', o.worker_id),
             'at', now())),
-        worker_id = NULL, heartbeat_at = NULL
+        worker_id = NULL, heartbeat_at = NULL, queue_touched = true
     FROM orphans o
     WHERE j.id = o.id
     RETURNING j.id, j.queue, j.state
@@ -343,18 +348,23 @@ SELECT (SELECT count(*) FROM moved WHERE state = 'queued') AS requeued,
 
 -- name: clear_stale_queue_locks
 -- A queue lock whose job is no longer running would block its queue forever.
--- Checked again once the queue's advisory lock is held.
+-- Checked again once the queue's advisory lock is held; the queue's waiting
+-- jobs are touched, so that the next claim finds its head.
 WITH stale AS (
     SELECT {schema}.lock_queue(%(queue_lock_space)s, l.queue) AS queue
     FROM {schema}.queue_locks l
     WHERE NOT EXISTS (
         SELECT FROM {schema}.jobs j
         WHERE j.id = l.job_id AND j.state = 'running' AND j.queue = l.queue)
+), cleared AS (
+    DELETE FROM {schema}.queue_locks l USING stale s
+    WHERE l.queue = s.queue AND NOT EXISTS (
+        SELECT FROM {schema}.jobs j
+        WHERE j.id = l.job_id AND j.state = 'running' AND j.queue = l.queue)
+    RETURNING l.queue
 )
-DELETE FROM {schema}.queue_locks l USING stale s
-WHERE l.queue = s.queue AND NOT EXISTS (
-    SELECT FROM {schema}.jobs j
-    WHERE j.id = l.job_id AND j.state = 'running' AND j.queue = l.queue);
+UPDATE {schema}.jobs j SET queue_touched = true
+FROM cleared c WHERE j.queue = c.queue AND j.state = 'queued';
 
 -- name: prune
 -- One small batch of finished jobs past the retention; SKIP LOCKED so it never

@@ -399,8 +399,9 @@ def test_stale_finish_is_fenced(chaos: Chaos) -> None:
                    lease=LEASE)[0][0]  # type: ignore[no-any-return]
 
     def claim(worker: int) -> list[tuple[Any, ...]]:
+        run("take_in_touched_queues", batch=1000)
         return run("claim", worker=worker, tasks=["chaos"], max_attempts=[10], limit=1,
-                   head_limit=1, queues=[], search=True,
+                   head_limit=1, head_scan=10,
                    free_after_run_at=FRONT[0], free_after_id=FRONT[1])
 
     def finish(worker: int, token: int, state: str, result: str | None) -> list[Any]:

@@ -21,6 +21,7 @@ import pgcc
 from pgcc.database import Link, StatementFailed
 from pgcc.queries import Queries, for_schema, lock_space, queue_lock_space
 from pgcc.worker.exchange import FRONT
+from tests.conftest import fresh_schema
 
 
 class Claimer:
@@ -37,12 +38,19 @@ class Claimer:
         params.setdefault("queue_lock_space", self.space)
         return self.conn.execute(self.queries[name], params).fetchall()
 
-    def claim(self, limit: int, after: tuple[str, int] = FRONT,
-              queues: list[str] | None = None) -> list[tuple[Any, ...]]:
-        """Walking every queue, or looking at `queues` only (as after their jobs ended)."""
+    def finish(self, outcomes: list[list[Any]]) -> list[tuple[Any, ...]]:
+        """As the worker writes responses: with its queues' heads, in one transaction."""
+        with self.conn.transaction():
+            finished = self.run("finish", worker=self.worker, outcomes=json.dumps(outcomes))
+            self.run("refresh_heads", ids=[outcome[0] for outcome in outcomes],
+                     tokens=[outcome[1] for outcome in outcomes])
+        return finished
+
+    def claim(self, limit: int, after: tuple[str, int] = FRONT) -> list[tuple[Any, ...]]:
+        """As the worker claims: the touched queues taken in, then the claim."""
+        self.run("take_in_touched_queues", batch=1000)
         return self.run("claim", worker=self.worker, tasks=["t"], max_attempts=[10],
-                        limit=limit, head_limit=limit, queues=queues or [],
-                        search=queues is None,
+                        limit=limit, head_limit=limit, head_scan=2 * limit + 8,
                         free_after_run_at=after[0],
                         free_after_id=after[1])
 
@@ -155,11 +163,10 @@ def test_a_claim_never_trips_the_one_running_job_per_queue_index(
         claimers: tuple[Claimer, Claimer]) -> None:
     """Two sessions claim and finish as fast as they can while slow enqueue
     transactions commit jobs that sort ahead of their queue's current head (the
-    scheduled time is the transaction's start). One walks every queue, slowly
-    (thousands of blocked queues sort before the busy ones); the other looks at
-    the busy queues directly, as a worker does after their jobs end, and so
-    claims and commits while the walk is under way, behind the walk's snapshot.
-    No claim may fail, and no queue may ever have two running jobs."""
+    scheduled time is the transaction's start), beside thousands of blocked
+    queues. Each claim takes in the touched queues first, so heads change under
+    the other session's feet. No claim may fail, and no queue may ever have two
+    running jobs."""
     client.schedule_tasks({"task": "nobody-runs-this", "queue": f"blocked-{n}"}
                           for n in range(4000))
     queues = [f"q{n}" for n in range(3)]
@@ -168,16 +175,16 @@ def test_a_claim_never_trips_the_one_running_job_per_queue_index(
     errors: list[BaseException] = []
     stop = threading.Event()
 
-    def claim_and_finish(claimer: Claimer, direct: bool) -> None:
+    def claim_and_finish(claimer: Claimer) -> None:
         """Claims, runs what it got for 20 ms (so that a queue stays busy a while),
         finishes it."""
         try:
             while not stop.is_set():
-                rows = claimer.claim(limit=4, queues=queues if direct else None)
+                rows = claimer.claim(limit=4)
                 outcomes = [[row[0], row[6], "done", "null", None] for row in rows]
                 time.sleep(0.02 if outcomes else 0.001)
                 if outcomes:
-                    claimer.run("finish", worker=claimer.worker, outcomes=json.dumps(outcomes))
+                    claimer.finish(outcomes)
                     # A queue left free a while: the walk's snapshot may see it so.
                     time.sleep(0.01)
         except BaseException as exc:
@@ -197,8 +204,8 @@ def test_a_claim_never_trips_the_one_running_job_per_queue_index(
                 # late job often sorts ahead of the head.
                 time.sleep(random.uniform(0.02, 0.05))
 
-    threads = [threading.Thread(target=claim_and_finish, args=(claimer, direct))
-               for claimer, direct in zip(claimers, (False, True), strict=True)]
+    threads = [threading.Thread(target=claim_and_finish, args=(claimer,))
+               for claimer in claimers]
     threads += [threading.Thread(target=enqueue_late) for _ in range(3)]
     for thread in threads:
         thread.start()
@@ -239,7 +246,7 @@ def test_outcomes_commit_before_a_claim_that_fails(
         bad_write = ("finish", "SELECT 1 / 0", None)
         claim = ("claim", claimer.queries["claim"], {
             "worker": claimer.worker, "tasks": ["t"], "max_attempts": [10], "limit": 1,
-            "head_limit": 1, "queues": [], "search": True, "queue_lock_space": claimer.space,
+            "head_limit": 1, "head_scan": 10, "queue_lock_space": claimer.space,
             "free_after_run_at": FRONT[0], "free_after_id": FRONT[1]})
         with pytest.raises(StatementFailed) as failed:
             link.transactions([[bad_write], [claim]])
@@ -248,3 +255,71 @@ def test_outcomes_commit_before_a_claim_that_fails(
         assert link.connected, "a refused statement leaves the session usable"
     finally:
         link.close()
+
+
+def blocked_queues(client: pgcc.Client, claimer: Claimer, each: int) -> None:
+    """`each` queues of each kind a claim cannot take a head of: a task no worker
+    has, not due for an hour, and running (with a job waiting behind)."""
+    client.schedule_tasks([{"task": "nobody-runs-this", "queue": f"unknown-{n}"}
+                           for n in range(each)]
+                          + [{"task": "t", "queue": f"later-{n}", "after": 3_600_000}
+                             for n in range(each)]
+                          + [{"task": "t", "queue": f"busy-{n}"} for n in range(each)] * 2)
+    take_in_all(claimer)
+    while len(claimer.claim(limit=1000)) == 1000:
+        pass
+
+
+def take_in_all(claimer: Claimer) -> None:
+    """What a bulk enqueue touched, taken in at once (claims take 1,000 jobs a time)."""
+    while (taken := claimer.run("take_in_touched_queues", batch=1000)) and taken[0][0]:
+        pass
+
+
+def claim_buffers(claimer: Claimer) -> tuple[int, int]:
+    """Shared buffers one claim of 10 jobs (one of them a queue head) reads: in
+    all, and to find the queue heads it takes."""
+    params = dict(worker=claimer.worker, tasks=["t"], max_attempts=[10], limit=10,
+                  head_limit=10, head_scan=28, queue_lock_space=claimer.space,
+                  free_after_run_at=FRONT[0], free_after_id=FRONT[1])
+    take_in_all(claimer)
+    # The head rows of the queues claimed while setting up left dead index
+    # entries, vacuum's to remove (autovacuum's, in production).
+    claimer.conn.execute(f"VACUUM ANALYZE {claimer.queries.schema}.queue_heads")
+    claimer.conn.execute("ANALYZE")
+    with claimer.conn.transaction(force_rollback=True):
+        ((plan,),) = claimer.conn.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + claimer.queries["claim"],
+            params).fetchall()
+    top = plan[0]["Plan"]
+    assert top["Actual Rows"] == 10
+
+    def read(node: dict[str, Any]) -> int:
+        return int(node["Shared Hit Blocks"] + node["Shared Read Blocks"])
+
+    (ready,) = [node for node in top["Plans"] if node.get("Subplan Name") == "CTE ready"]
+    return read(top), read(ready)
+
+
+def test_a_claim_costs_the_same_with_10000_blocked_queues_as_with_one(
+        pg_dsn: str, client: pgcc.Client, claimers: tuple[Claimer, Claimer]) -> None:
+    """Counted in buffers read, not in time: a claim beside 10,000 queues whose
+    heads are blocked (task unknown, not due, running) reads about as much to
+    find its queue heads as beside one of each. (The claim that walked every queue
+    read at least one index page per queue.) In all it reads a little more,
+    for deeper indexes on a larger table."""
+    few, _ = claimers
+    blocked_queues(client, few, 1)
+    client.schedule_tasks([{"task": "t", "queue": "free"}] + [{"task": "t"}] * 9)
+    with fresh_schema(pg_dsn) as other, pgcc.Client(pg_dsn, schema=other) as other_client:
+        many = Claimer(pg_dsn, other)
+        try:
+            blocked_queues(other_client, many, 3334)
+            other_client.schedule_tasks([{"task": "t", "queue": "free"}] + [{"task": "t"}] * 9)
+            (all_many, heads_many) = claim_buffers(many)
+        finally:
+            many.conn.close()
+    (all_few, heads_few) = claim_buffers(few)
+    # A level or two more in each index read (the head index, the jobs' key).
+    assert heads_many <= heads_few + 6, (heads_few, heads_many)
+    assert all_many <= 3 * all_few, (all_few, all_many)

@@ -41,6 +41,12 @@ log = logging.getLogger("pgcc.worker")
 # The claim position before every job: a claim from here reads jobs without a
 # queue from the front of the line. Positions are run_at as text (see the claim).
 FRONT = ("-infinity", 0)
+# Touched jobs each claim takes in at most (see take_in_touched_queues): a
+# bulk enqueue into queues is taken in over several claims.
+TAKE_IN_BATCH = 1000
+# Queue heads read per task beyond twice the heads wanted, for those other
+# workers' claims hold at the same moment.
+HEAD_SCAN_SPARE = 8
 
 
 # ---- what the supervisor says to the exchange --------------------------------
@@ -97,7 +103,6 @@ class Exchange:
         # Children whose pipe is watched for room to write (their outbox is not empty).
         self._writing: set[Child] = set()
         self._room = 0
-        self._freed_queues: list[str] = []
         self._stopped_claiming = False
         self._close_deadline: float | None = None
         self.closed = False
@@ -213,7 +218,6 @@ class Exchange:
         if outcomes:
             self._outcomes(outcomes)
         if queues:
-            self._freed_queues.extend(queues)
             self._want_claim = True
         room = pool.capacity()[0]
         if room > self._room:
@@ -391,11 +395,13 @@ class Exchange:
             or (writing and self._writer.has_put_backs) else self._free_after
         asking_due = False
         if claiming:
-            claim: list[Statement] = [("claim", self._queries["claim"], {
+            claim: list[Statement] = [("take_in_touched_queues",
+                                       self._queries["take_in_touched_queues"], {
+                "queue_lock_space": self._queue_lock_space, "batch": TAKE_IN_BATCH,
+            }), ("claim", self._queries["claim"], {
                 "worker": self._worker_id, "tasks": self._task_names,
                 "max_attempts": self._max_attempts, "limit": limit,
-                "head_limit": heads, "queues": self._freed_queues,
-                "search": heads > len(self._freed_queues),
+                "head_limit": heads, "head_scan": 2 * heads + HEAD_SCAN_SPARE,
                 "queue_lock_space": self._queue_lock_space,
                 "free_after_run_at": free_after[0], "free_after_id": free_after[1],
             })]
@@ -421,15 +427,14 @@ class Exchange:
             self._write_backoff.reset()
         if claiming:
             rows = results[0]
-            self._claimed(rows[0], limit, free_after, now)
+            self._claimed(rows[1], limit, free_after, now)
             if asking_due:
                 self._due_known = True
                 if not self._want_claim:
-                    self._schedule_poll(rows[1][0][0] if rows[1] else None)
+                    self._schedule_poll(rows[2][0][0] if rows[2] else None)
             self._claim_backoff.reset()
 
     def _claimed(self, rows: Rows, limit: int, free_after: tuple[str, int], now: float) -> None:
-        self._freed_queues = []
         orders = []
         for job_id, task, parameters, queue, attempt, _, token in rows:
             orders.append(JobOrder(job_id, task, parameters, attempt, queue, token))

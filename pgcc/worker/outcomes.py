@@ -80,6 +80,13 @@ class OutcomeWriter:
                 "worker": worker, "queue_lock_space": self._space, "ids": [o.id for o in back],
                 "tokens": [o.token for o in back], "started": [o.started for o in back],
             }))
+        if statements:
+            # Last, so that it sees what the others wrote (see migration 0007).
+            outcomes: list[Outcome] = [*responses, *lost, *back]
+            statements.append(("refresh_heads", self._queries["refresh_heads"], {
+                "queue_lock_space": self._space, "ids": [o.id for o in outcomes],
+                "tokens": [o.token for o in outcomes],
+            }))
         return statements
 
     def written(self, results: list[Rows]) -> None:

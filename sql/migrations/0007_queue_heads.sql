@@ -1,0 +1,125 @@
+-- pgcc schema, version 7: queue heads kept in a table of their own, so that a
+-- claim's cost does not grow with the queues that wait.
+--
+-- Until now every claim walked every queue that had a queued job (one index
+-- probe each), however many of them could not run: heads of a task no worker
+-- has, not yet due, or behind a running job. queue_heads holds one row per
+-- queue whose first queued job could start now if it were due and a worker
+-- had its task: no row for a queue whose job runs, or that has nothing
+-- queued. A claim reads it by (task, run_at), so blocked queues cost nothing.
+--
+-- Who keeps it right: only workers, and only while holding the queue's
+-- advisory lock, so a claim never waits on it and an enqueuer never locks it.
+-- A claim removes the row of each queue it takes a head of. A worker's
+-- outcomes (done, failed, retried, put back) refresh the heads of their
+-- queues in the same transaction (the query refresh_heads). Whatever else
+-- changes a queue's jobs (an enqueue, a reap, a cancel) marks the job
+-- queue_touched; each claim first takes in the touched jobs of the queues it
+-- can lock (take_in_touched_queues), recomputing their heads from what is
+-- committed.
+
+ALTER TABLE jobs ADD COLUMN queue_touched boolean NOT NULL DEFAULT false;
+ALTER TABLE jobs ALTER COLUMN queue_touched SET DEFAULT true;
+CREATE INDEX jobs_touched_queues ON jobs (id) WHERE queue_touched AND queue IS NOT NULL;
+-- next_due reads queue_heads now.
+DROP INDEX jobs_queued_run_at;
+
+CREATE TABLE queue_heads (
+    queue text PRIMARY KEY,
+    job_id bigint NOT NULL,
+    task text NOT NULL,
+    run_at timestamptz NOT NULL
+);
+-- Room for priorities: (task, priority, run_at) when they come.
+CREATE INDEX queue_heads_ready ON queue_heads (task, run_at);
+
+-- Jobs queued before this version: each free queue's head.
+INSERT INTO queue_heads (queue, job_id, task, run_at)
+SELECT DISTINCT ON (j.queue) j.queue, j.id, j.task, j.run_at
+FROM jobs j
+WHERE j.state = 'queued' AND j.queue IS NOT NULL
+  AND NOT EXISTS (SELECT FROM queue_locks l WHERE l.queue = j.queue)
+ORDER BY j.queue, j.scheduled_at, j.id;
+
+-- The heads of the named queues, recomputed from what is committed, under
+-- the queues' advisory locks (taken in order; the caller may hold some
+-- already). The recomputation is a statement of its own, after the locks: it
+-- sees all that committed before they were taken.
+CREATE FUNCTION refresh_queue_heads(space integer, queues text[]) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+BEGIN
+    IF cardinality(queues) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(space, hashtext(n))
+    FROM (SELECT DISTINCT n FROM unnest(queues) AS n ORDER BY n) d;
+    WITH heads AS (
+        SELECT q.name, h.id, h.task, h.run_at
+        FROM (SELECT DISTINCT n FROM unnest(queues) AS n) AS q(name)
+        LEFT JOIN LATERAL (
+            SELECT j.id, j.task, j.run_at FROM jobs j
+            WHERE j.queue = q.name AND j.state = 'queued'
+              AND NOT EXISTS (SELECT FROM queue_locks l WHERE l.queue = q.name)
+            ORDER BY j.scheduled_at, j.id LIMIT 1
+        ) h ON true
+    ), emptied AS (
+        DELETE FROM queue_heads d USING heads h WHERE d.queue = h.name AND h.id IS NULL
+    )
+    INSERT INTO queue_heads AS d (queue, job_id, task, run_at)
+    SELECT name, id, task, run_at FROM heads WHERE id IS NOT NULL
+    ON CONFLICT (queue) DO UPDATE
+    SET job_id = excluded.job_id, task = excluded.task, run_at = excluded.run_at
+    WHERE (d.job_id, d.task, d.run_at) IS DISTINCT FROM
+          (excluded.job_id, excluded.task, excluded.run_at);
+END;
+$$;
+
+-- Takes in up to `batch` touched jobs: the heads of their queues are
+-- recomputed and the jobs no longer touched. A queue whose advisory lock is
+-- held elsewhere (a claim of it, an outcome of its job) is left for the next
+-- call, and so are touched jobs another call has locked: it never waits.
+-- Returns how many queues it refreshed.
+CREATE FUNCTION take_in_touched_queues(space integer, batch integer) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+DECLARE
+    ids bigint[];
+    names text[];
+    locked text[];
+BEGIN
+    SELECT array_agg(t.id), array_agg(DISTINCT t.queue) INTO ids, names
+    FROM (SELECT j.id, j.queue FROM jobs j
+          WHERE j.queue_touched AND j.queue IS NOT NULL
+          ORDER BY j.id LIMIT batch
+          FOR NO KEY UPDATE SKIP LOCKED) t;
+    IF ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    SELECT array_agg(n) INTO locked FROM (SELECT n FROM unnest(names) AS n ORDER BY n) q
+    WHERE pg_try_advisory_xact_lock(space, hashtext(n));
+    IF locked IS NULL THEN
+        RETURN 0;
+    END IF;
+    PERFORM refresh_queue_heads(space, locked);
+    UPDATE jobs SET queue_touched = false WHERE id = ANY(ids) AND queue = ANY(locked);
+    RETURN cardinality(locked);
+END;
+$$;
+
+-- A cancel changes its queue's head: the job is marked touched.
+CREATE OR REPLACE FUNCTION cancel_job(job_id bigint) RETURNS boolean
+LANGUAGE sql VOLATILE AS $$
+    UPDATE jobs SET state = 'cancelled', finished_at = now(), queue_touched = true
+    WHERE id = job_id AND state = 'queued'
+    RETURNING true;
+$$;
+
+DO $migration$
+DECLARE
+    here text := current_schema();
+BEGIN
+    EXECUTE format('ALTER FUNCTION %1$I.cancel_job(bigint)'
+                   ' SECURITY DEFINER SET search_path = %1$I, pg_temp', here);
+    EXECUTE format('REVOKE ALL ON FUNCTION %1$I.refresh_queue_heads(integer, text[]),'
+                   ' %1$I.take_in_touched_queues(integer, integer) FROM PUBLIC', here);
+END;
+$migration$;
