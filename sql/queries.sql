@@ -113,8 +113,8 @@ WHERE (SELECT id FROM {schema}.jobs WHERE queue_touched AND queue IS NOT NULL
 -- order, each with its run_at as text, for the next such position: text, so
 -- that no value of the column can fail to load in the worker.
 WITH heads AS (
-    SELECT h.queue, h.job_id AS id FROM unnest(%(tasks)s::text[]) AS t(task), LATERAL (
-        SELECT q.queue, q.job_id FROM {schema}.queue_heads q
+    SELECT h.job_id AS id FROM unnest(%(tasks)s::text[]) AS t(task), LATERAL (
+        SELECT q.job_id FROM {schema}.queue_heads q
         WHERE q.task = t.task AND q.run_at <= now()
         ORDER BY q.run_at LIMIT %(head_scan)s
     ) h
@@ -131,9 +131,9 @@ WITH heads AS (
     -- The advisory lock is tried in order and only until enough heads are
     -- held: OFFSET 0 keeps it out of the subquery, after the sort.
     SELECT c.id, c.sort_at FROM (
-        SELECT j.id, j.run_at AS sort_at, j.queue FROM heads h
-        JOIN {schema}.jobs j ON j.id = h.id AND j.queue = h.queue
-        WHERE j.state = 'queued' AND j.run_at <= now() AND j.task = ANY(%(tasks)s::text[])
+        SELECT j.id, j.run_at AS sort_at, j.queue FROM {schema}.jobs j
+        WHERE j.id = ANY(ARRAY(SELECT id FROM heads))
+          AND j.state = 'queued' AND j.run_at <= now() AND j.task = ANY(%(tasks)s::text[])
           AND j.attempts < 1000000
         ORDER BY j.scheduled_at, j.id OFFSET 0
     ) c
@@ -204,12 +204,27 @@ SELECT extract(epoch FROM least(
 -- name: max_parameters_bytes
 SELECT value::bigint FROM {schema}.settings WHERE key = 'max_parameters_bytes';
 
+-- name: lock_outcome_queues
+-- First in a transaction of responses: the advisory locks of the queues whose
+-- jobs this worker runs among them, in order. The statements after it then
+-- see those queues as they are, and nothing else changes them meanwhile.
+SELECT {schema}.lock_queue(%(queue_lock_space)s, q.queue)
+FROM (SELECT DISTINCT j.queue FROM {schema}.jobs j
+      WHERE j.id = ANY(%(ids)s::bigint[]) AND j.queue IS NOT NULL AND j.state = 'running'
+        AND j.worker_id = %(worker)s
+      ORDER BY j.queue) q;
+
 -- name: finish
 -- Records responses (done or failed), given as one JSON array of
 -- [id, token, state, result as JSON text or null, error or null]: one
 -- parameter is far cheaper for the worker to send than five arrays. Each row
 -- is fenced by the token of the claim it belongs to: a late answer from a
 -- stale claim matches nothing.
+-- A queue whose job ended goes on at once: its next job, if due and of this
+-- worker's tasks, starts on this worker (at most %(hand_limit)s such, the
+-- room its children have), keeping the queue's lock; any other freed queue
+-- is unlocked and its head recorded (see migration 0007). Rows back: each
+-- finished id (started false), then each job started, as the claim returns them.
 WITH outcome AS (
     SELECT (o ->> 0)::bigint AS id, (o ->> 1)::bigint AS token, o ->> 2 AS state,
            (o ->> 3)::jsonb AS result, o ->> 4 AS error
@@ -222,19 +237,53 @@ WITH outcome AS (
     WHERE j.id = o.id AND j.token = o.token AND j.state = 'running'
       AND j.worker_id = %(worker)s
     RETURNING j.id, j.queue
-), unlocking AS (
-    SELECT {schema}.lock_queue(%(queue_lock_space)s, f.queue) AS queue, f.id
-    FROM finished f WHERE f.queue IS NOT NULL
+), next AS (
+    -- As committed before this statement, under the queue's lock (above).
+    SELECT f.queue, f.id AS ended, n.id, n.task, n.run_at, n.attempts
+    FROM finished f LEFT JOIN LATERAL (
+        SELECT j.id, j.task, j.run_at, j.attempts FROM {schema}.jobs j
+        WHERE j.queue = f.queue AND j.state = 'queued'
+        ORDER BY j.scheduled_at, j.id LIMIT 1
+    ) n ON true
+    WHERE f.queue IS NOT NULL
+), handed AS (
+    SELECT n.id FROM next n
+    WHERE n.run_at <= now() AND n.task = ANY(%(tasks)s::text[]) AND n.attempts < 1000000
+    ORDER BY n.run_at, n.id LIMIT %(hand_limit)s
+), started AS (
+    UPDATE {schema}.jobs j
+    SET state = 'running', attempts = j.attempts + 1, token = {schema}.new_token(),
+        started_at = now(), heartbeat_at = now(), worker_id = %(worker)s, finished_at = NULL,
+        max_attempts = coalesce(j.max_attempts, (
+            SELECT t.max_attempts
+            FROM unnest(%(tasks)s::text[], %(max_attempts)s::int[]) AS t(task, max_attempts)
+            WHERE t.task = j.task))
+    WHERE j.id = ANY(ARRAY(SELECT id FROM handed)) AND j.state = 'queued'
+    RETURNING j.id, j.task, j.parameters::text AS parameters, j.queue, j.attempts, j.run_at,
+              j.token
+), relocked AS (
+    UPDATE {schema}.queue_locks l SET job_id = s.id, worker_id = %(worker)s, locked_at = now()
+    FROM started s WHERE l.queue = s.queue
 ), unlocked AS (
-    DELETE FROM {schema}.queue_locks l USING unlocking u
-    WHERE l.queue = u.queue AND l.job_id = u.id
+    DELETE FROM {schema}.queue_locks l USING next n
+    WHERE l.queue = n.queue AND l.job_id = n.ended
+      AND n.queue NOT IN (SELECT queue FROM started)
+), headed AS (
+    INSERT INTO {schema}.queue_heads AS h (queue, job_id, task, run_at)
+    SELECT n.queue, n.id, n.task, n.run_at FROM next n
+    WHERE n.id IS NOT NULL AND n.queue NOT IN (SELECT queue FROM started)
+    ON CONFLICT (queue) DO UPDATE
+    SET job_id = excluded.job_id, task = excluded.task, run_at = excluded.run_at
 )
-SELECT id FROM finished;
+SELECT false, id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::text, NULL::bigint
+FROM finished
+UNION ALL
+SELECT true, id, task, parameters, queue, attempts, run_at::text, token FROM started;
 
 -- name: refresh_heads
--- Last in a transaction of outcomes: the heads of the queues whose jobs they
--- ended or put back (see migration 0007). An outcome fenced off matches no
--- token and refreshes nothing.
+-- Last in a transaction of retries and put-backs: the heads of the queues
+-- whose jobs went back (see migration 0007). An outcome fenced off matches
+-- no token and refreshes nothing.
 SELECT {schema}.refresh_queue_heads(%(queue_lock_space)s, ARRAY(
     SELECT j.queue FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) AS o(id, token)
     JOIN {schema}.jobs j ON j.id = o.id AND j.token = o.token

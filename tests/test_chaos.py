@@ -42,7 +42,7 @@ from pgcc.queries import for_schema, queue_lock_space
 from pgcc.worker.exchange import FRONT
 from tests import chaos_task
 from tests.proxy import Proxy
-from tests.workers import WorkerFactory, WorkerProcess, all_jobs_final, wait_for
+from tests.workers import WorkerFactory, WorkerProcess, all_jobs_final, finish_as_worker, wait_for
 
 PGCC = str(Path(sys.executable).parent / "pgcc")
 LEASE = 2.0
@@ -406,8 +406,8 @@ def test_stale_finish_is_fenced(chaos: Chaos) -> None:
 
     def finish(worker: int, token: int, state: str, result: str | None) -> list[Any]:
         error = "boom" if state == "failed" else None
-        return run("finish", worker=worker,
-                   outcomes=json.dumps([[job, token, state, result, error]]))
+        return finish_as_worker(chaos.conn, queries, worker,
+                                [[job, token, state, result, error]])
 
     def snapshot() -> tuple[Any, ...]:
         return chaos.rows("SELECT state, attempts, worker_id, result, error, finished_at,"

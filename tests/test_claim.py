@@ -7,7 +7,6 @@ open while another claims, which a worker under load does all the time.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -21,7 +20,10 @@ import pgcc
 from pgcc.database import Link, StatementFailed
 from pgcc.queries import Queries, for_schema, lock_space, queue_lock_space
 from pgcc.worker.exchange import FRONT
+from pgcc.worker.messages import JobState, Response
+from pgcc.worker.outcomes import OutcomeWriter
 from tests.conftest import fresh_schema
+from tests.workers import finish_as_worker
 
 
 class Claimer:
@@ -39,12 +41,9 @@ class Claimer:
         return self.conn.execute(self.queries[name], params).fetchall()
 
     def finish(self, outcomes: list[list[Any]]) -> list[tuple[Any, ...]]:
-        """As the worker writes responses: with its queues' heads, in one transaction."""
-        with self.conn.transaction():
-            finished = self.run("finish", worker=self.worker, outcomes=json.dumps(outcomes))
-            self.run("refresh_heads", ids=[outcome[0] for outcome in outcomes],
-                     tokens=[outcome[1] for outcome in outcomes])
-        return finished
+        """As the worker writes responses ([id, token, state, result, error]),
+        with no room for a queue's next job: the ids written."""
+        return finish_as_worker(self.conn, self.queries, self.worker, outcomes)
 
     def claim(self, limit: int, after: tuple[str, int] = FRONT) -> list[tuple[Any, ...]]:
         """As the worker claims: the touched queues taken in, then the claim."""
@@ -151,10 +150,8 @@ def test_each_claim_gets_a_token_no_earlier_claim_had(
     assert len(set(tokens)) == len(tokens)
     ((_, *_, token),) = claimer.claim(limit=1)
     for old in tokens:
-        outcome = json.dumps([[job, old, "done", '"stale"', None]])
-        assert claimer.run("finish", worker=claimer.worker, outcomes=outcome) == []
-    outcome = json.dumps([[job, token, "done", '"fresh"', None]])
-    assert claimer.run("finish", worker=claimer.worker, outcomes=outcome) == [(job,)]
+        assert claimer.finish([[job, old, "done", '"stale"', None]]) == []
+    assert claimer.finish([[job, token, "done", '"fresh"', None]]) == [(job,)]
     assert client.get_job(job).result == "fresh"  # type: ignore[union-attr]
 
 
@@ -231,16 +228,17 @@ def test_outcomes_commit_before_a_claim_that_fails(
     claimer, _ = claimers
     job, other = client.schedule_task("t", {}), client.schedule_task("t", {})
     ((_, *_, token),) = claimer.claim(limit=1)
-    finish = ("finish", claimer.queries["finish"], {
-        "worker": claimer.worker, "queue_lock_space": claimer.space,
-        "outcomes": json.dumps([[job, token, "done", '"kept"', None]])})
+    writer = OutcomeWriter(claimer.queries, ["t"], [10])
+    writer.add([Response(job, token, JobState.DONE, '"kept"', None)])
+    finish = writer.statements(claimer.worker, 0)
     failing_claim = ("claim", "SELECT 1 / 0", None)
     link = Link(pg_dsn)
     try:
         with pytest.raises(StatementFailed) as failed:
-            link.transactions([[finish], [failing_claim]])
+            link.transactions([finish, [failing_claim]])
         assert failed.value.name == "claim" and failed.value.committed == 1
-        assert failed.value.results == [[[(job,)]]]
+        writer.written(failed.value.results[0])
+        assert len(writer) == 0
         assert client.get_job(job).result == "kept"  # type: ignore[union-attr]
         # The other way round: the claim is not run after a failing write.
         bad_write = ("finish", "SELECT 1 / 0", None)

@@ -15,6 +15,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pgcc.queries import Queries
+from pgcc.worker.messages import JobState, Response
+from pgcc.worker.outcomes import OutcomeWriter
+
 PGCC = str(Path(sys.executable).parent / "pgcc")
 T = TypeVar("T")
 
@@ -118,3 +122,15 @@ def write_task(folder: Path, name: str, source: str) -> Path:
     path = folder / f"{name}.py"
     path.write_text(source)
     return path
+
+
+def finish_as_worker(conn: psycopg.Connection[Any], queries: Queries, worker: int,
+                     outcomes: list[list[Any]]) -> list[tuple[Any, ...]]:
+    """Responses ([id, token, state, result, error]) written the way a worker
+    writes them, with no room for a queue's next job; the ids written."""
+    writer = OutcomeWriter(queries, [], [])
+    writer.add([Response(o[0], o[1], JobState(o[2]), o[3], o[4]) for o in outcomes])
+    with conn.transaction():
+        results = [conn.execute(query, params).fetchall()
+                   for _, query, params in writer.statements(worker, 0)]
+    return [(row[1],) for row in results[-1] if not row[0]]

@@ -91,9 +91,12 @@ class Exchange:
         self._listen: psycopg.Connection[Any] | None = None
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.inbox, selectors.EVENT_READ, "inbox")
-        self._writer = OutcomeWriter(self._queries)
         self._task_names = config.task_names
         self._max_attempts = [config.tasks[name].max_attempts for name in self._task_names]
+        self._writer = OutcomeWriter(self._queries, self._task_names, self._max_attempts)
+        # Responses waiting to be written whose job had a queue: as many queues
+        # may go on with their next job in the write (see the finish query).
+        self._freed_queues = 0
         self._queue_lock_space = queue_lock_space(config.schema)
         self._worker_id: int | None = None
         self._announced = False
@@ -218,6 +221,7 @@ class Exchange:
         if outcomes:
             self._outcomes(outcomes)
         if queues:
+            self._freed_queues += len(queues)
             self._want_claim = True
         room = pool.capacity()[0]
         if room > self._room:
@@ -385,11 +389,15 @@ class Exchange:
         assert self._worker_id is not None
         groups: list[list[Statement]] = []
         writing = bool(self._writer) and now >= self._write_at
-        if writing:
-            groups.append(self._writer.statements(self._worker_id))
         limit, heads = self._credit()
-        claiming = limit > 0 and now >= self._claim_at and self._may_claim(now) \
-            and (self._want_claim or now >= self._next_poll)
+        may_claim = limit > 0 and now >= self._claim_at and self._may_claim(now)
+        # Queues whose job ended go on with their next job in the write itself;
+        # the claim asks for what room is left.
+        hand = min(heads, self._freed_queues) if writing and may_claim else 0
+        if writing:
+            groups.append(self._writer.statements(self._worker_id, hand))
+        limit, heads = limit - hand, heads - hand
+        claiming = limit > 0 and may_claim and (self._want_claim or now >= self._next_poll)
         # Jobs put back keep their place, before the position.
         free_after = FRONT if now >= self._next_front_read \
             or (writing and self._writer.has_put_backs) else self._free_after
@@ -418,13 +426,11 @@ class Exchange:
             results = self.link.transactions(groups)
         except StatementFailed as failure:
             if writing and failure.committed:
-                self._writer.written(failure.results[0])
-                self._write_backoff.reset()
+                self._written(failure.results[0])
             self._failed(failure, "write" if writing and not failure.committed else "claim")
             return
         if writing:
-            self._writer.written(results.pop(0))
-            self._write_backoff.reset()
+            self._written(results.pop(0))
         if claiming:
             rows = results[0]
             self._claimed(rows[1], limit, free_after, now)
@@ -434,7 +440,13 @@ class Exchange:
                     self._schedule_poll(rows[2][0][0] if rows[2] else None)
             self._claim_backoff.reset()
 
-    def _claimed(self, rows: Rows, limit: int, free_after: tuple[str, int], now: float) -> None:
+    def _written(self, results: list[Rows]) -> None:
+        self._freed_queues = 0
+        self._write_backoff.reset()
+        self._take(self._writer.written(results))
+
+    def _take(self, rows: Rows) -> None:
+        """Jobs this worker now runs (claimed, or next in a queue) to the children."""
         orders = []
         for job_id, task, parameters, queue, attempt, _, token in rows:
             orders.append(JobOrder(job_id, task, parameters, attempt, queue, token))
@@ -445,6 +457,9 @@ class Exchange:
             self._writing.update(self._pool.assign(orders, self._config.log_parameters, sound))
             # Jobs no child could take came back as put-backs.
             self._collect()
+
+    def _claimed(self, rows: Rows, limit: int, free_after: tuple[str, int], now: float) -> None:
+        self._take(rows)
         self._want_claim = len(rows) == limit
         if free_after == FRONT:
             self._next_front_read = now + self._config.poll_interval

@@ -25,9 +25,12 @@ log = logging.getLogger("pgcc.worker")
 
 
 class OutcomeWriter:
-    def __init__(self, queries: Queries) -> None:
+    def __init__(self, queries: Queries, tasks: list[str], max_attempts: list[int]) -> None:
         self._queries = queries
         self._space = queue_lock_space(queries.schema)
+        # For the jobs a response's queue goes on with (see the finish query).
+        self._tasks = tasks
+        self._max_attempts = max_attempts
         # By kind, each in arrival order; one statement writes each kind.
         self._responses: list[Response] = []
         self._lost: list[NoResponse] = []
@@ -57,18 +60,25 @@ class OutcomeWriter:
     def clear(self) -> None:
         self._responses, self._lost, self._back = [], [], []
 
-    def statements(self, worker_id: int) -> list[Statement]:
-        """The statements that write every pending outcome (one per kind)."""
+    def statements(self, worker_id: int, hand_limit: int) -> list[Statement]:
+        """The statements that write every pending outcome (one per kind). Up
+        to `hand_limit` queues whose job ended go on with their next job on
+        this worker at once: written() returns those jobs."""
         self._sent = (len(self._responses), len(self._lost), len(self._back))
-        return self._statements(self._responses, self._lost, self._back, worker_id)
+        return self._statements(self._responses, self._lost, self._back, worker_id, hand_limit)
 
     def _statements(self, responses: list[Response], lost: list[NoResponse],
-                    back: list[PutBack], worker: int) -> list[Statement]:
+                    back: list[PutBack], worker: int, hand_limit: int) -> list[Statement]:
         statements: list[Statement] = []
         if responses:
-            statements.append(("finish", self._queries["finish"], {
+            statements.append(("lock_outcome_queues", self._queries["lock_outcome_queues"], {
                 "worker": worker, "queue_lock_space": self._space,
-                "outcomes": json.dumps(responses, ensure_ascii=False),
+                "ids": [o.id for o in responses],
+            }))
+            statements.append(("finish", self._queries["finish"], {
+                "worker": worker, "outcomes": json.dumps(responses, ensure_ascii=False),
+                "tasks": self._tasks, "max_attempts": self._max_attempts,
+                "hand_limit": hand_limit,
             }))
         if lost:
             statements.append(("retry", self._queries["retry"], {
@@ -80,29 +90,35 @@ class OutcomeWriter:
                 "worker": worker, "queue_lock_space": self._space, "ids": [o.id for o in back],
                 "tokens": [o.token for o in back], "started": [o.started for o in back],
             }))
-        if statements:
+        if lost or back:
             # Last, so that it sees what the others wrote (see migration 0007).
-            outcomes: list[Outcome] = [*responses, *lost, *back]
+            returned: list[Outcome] = [*lost, *back]
             statements.append(("refresh_heads", self._queries["refresh_heads"], {
-                "queue_lock_space": self._space, "ids": [o.id for o in outcomes],
-                "tokens": [o.token for o in outcomes],
+                "queue_lock_space": self._space, "ids": [o.id for o in returned],
+                "tokens": [o.token for o in returned],
             }))
         return statements
 
-    def written(self, results: list[Rows]) -> None:
-        """The statements from `statements()` were committed with these results."""
+    def written(self, results: list[Rows]) -> Rows:
+        """The statements from `statements()` were committed with these
+        results. Returns the jobs started on this worker, as a claim does."""
         responses, lost, back = self._sent
         sent = (self._responses[:responses], self._lost[:lost], self._back[:back])
         del self._responses[:responses], self._lost[:lost], self._back[:back]
         rows = iter(results)
+        started: Rows = []
         if sent[0]:
-            _report_stale(sent[0], next(rows), "response")
+            next(rows)  # the queues' locks
+            finish_rows = next(rows)
+            _report_stale(sent[0], [row[1:2] for row in finish_rows if not row[0]], "response")
+            started = [row[1:] for row in finish_rows if row[0]]
         if sent[1]:
             lost_rows = next(rows)
             _report_stale(sent[1], lost_rows, "no-response")
             for row in lost_rows:
                 if row[1] == JobState.DEAD.value:
                     log.error("job %s is dead: no response after its last attempt", row[0])
+        return started
 
     def write_one_by_one(self, link: Link, worker_id: int) -> None:
         """After a batch was refused for its data: each outcome alone, and the
@@ -113,7 +129,8 @@ class OutcomeWriter:
         try:
             while queue:
                 outcome = queue[0]
-                single = self._statements(*_by_kind(outcome), worker_id)  # type: ignore[arg-type]
+                # No job goes on from here: this path returns none to the worker.
+                single = self._statements(*_by_kind(outcome), worker_id, 0)  # type: ignore[arg-type]
                 try:
                     link.transactions([single])
                 except StatementFailed as failure:

@@ -33,6 +33,23 @@ CREATE TABLE queue_heads (
 -- Room for priorities: (task, priority, run_at) when they come.
 CREATE INDEX queue_heads_ready ON queue_heads (task, run_at);
 
+-- A queue that becomes claimable wakes the idle workers, as a new job does:
+-- the worker that took in a bulk enqueue, or one that could not go on with
+-- a queue's next job, leaves heads for the others.
+CREATE FUNCTION notify_new_heads() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM added) THEN
+        PERFORM pg_notify('pgcc.' || TG_TABLE_SCHEMA, '');
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER queue_heads_notify AFTER INSERT ON queue_heads
+    REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_new_heads();
+
 -- Jobs queued before this version: each free queue's head.
 INSERT INTO queue_heads (queue, job_id, task, run_at)
 SELECT DISTINCT ON (j.queue) j.queue, j.id, j.task, j.run_at
@@ -120,6 +137,7 @@ BEGIN
     EXECUTE format('ALTER FUNCTION %1$I.cancel_job(bigint)'
                    ' SECURITY DEFINER SET search_path = %1$I, pg_temp', here);
     EXECUTE format('REVOKE ALL ON FUNCTION %1$I.refresh_queue_heads(integer, text[]),'
+                   ' %1$I.notify_new_heads(),'
                    ' %1$I.take_in_touched_queues(integer, integer) FROM PUBLIC', here);
 END;
 $migration$;
