@@ -215,11 +215,36 @@ FROM (SELECT DISTINCT j.queue FROM {schema}.jobs j
       ORDER BY j.queue) q;
 
 -- name: finish
--- Records responses (done or failed), given as one JSON array of
--- [id, token, state, result as JSON text or null, error or null]: one
--- parameter is far cheaper for the worker to send than five arrays. Each row
--- is fenced by the token of the claim it belongs to: a late answer from a
--- stale claim matches nothing.
+-- Records responses (done or failed) of jobs without a queue, given as one
+-- JSON array of [id, token, state, result as JSON text or null, error or
+-- null]: one parameter is far cheaper for the worker to send than five
+-- arrays. Each row is fenced by the token of the claim it belongs to: a late
+-- answer from a stale claim matches nothing. A job that had a queue all the
+-- same unlocks it and is touched, for a claim to take the queue in.
+WITH outcome AS (
+    SELECT (o ->> 0)::bigint AS id, (o ->> 1)::bigint AS token, o ->> 2 AS state,
+           (o ->> 3)::jsonb AS result, o ->> 4 AS error
+    FROM jsonb_array_elements(%(outcomes)s::jsonb) AS o
+), finished AS (
+    UPDATE {schema}.jobs j
+    SET state = o.state, result = o.result, error = o.error, finished_at = now(),
+        heartbeat_at = NULL, queue_touched = j.queue IS NOT NULL
+    FROM outcome o
+    WHERE j.id = o.id AND j.token = o.token AND j.state = 'running'
+      AND j.worker_id = %(worker)s
+    RETURNING j.id, j.queue
+), unlocking AS (
+    SELECT {schema}.lock_queue(%(queue_lock_space)s, f.queue) AS queue, f.id
+    FROM finished f WHERE f.queue IS NOT NULL
+), unlocked AS (
+    DELETE FROM {schema}.queue_locks l USING unlocking u
+    WHERE l.queue = u.queue AND l.job_id = u.id
+)
+SELECT id FROM finished;
+
+-- name: finish_in_queues
+-- Records responses as finish does, when some of their jobs had a queue
+-- (after lock_outcome_queues, in one transaction).
 -- A queue whose job ended goes on at once: its next job, if due and of this
 -- worker's tasks, starts on this worker (at most %(hand_limit)s such, the
 -- room its children have), keeping the queue's lock; any other freed queue

@@ -116,7 +116,8 @@ def test_the_workers_queries_fit_psycopgs_parse_cache_for_the_longest_schema_nam
     # psycopg parses a query for its placeholders on every run unless it is at
     # most 4 kB (then it caches the parse): the claim runs many times a second.
     queries = for_schema("s" * 63)
-    for name in ("claim", "finish", "retry", "release", "next_due", "heartbeat", "reap"):
+    for name in ("claim", "finish", "finish_in_queues", "lock_outcome_queues", "refresh_heads",
+                 "take_in_touched_queues", "retry", "release", "next_due", "heartbeat", "reap"):
         assert len(queries[name].encode()) <= 4096, name
 
 
@@ -178,7 +179,7 @@ def test_a_claim_never_trips_the_one_running_job_per_queue_index(
         try:
             while not stop.is_set():
                 rows = claimer.claim(limit=4)
-                outcomes = [[row[0], row[6], "done", "null", None] for row in rows]
+                outcomes = [[row[0], row[6], "done", "null", None, row[3]] for row in rows]
                 time.sleep(0.02 if outcomes else 0.001)
                 if outcomes:
                     claimer.finish(outcomes)

@@ -772,6 +772,50 @@ def test_a_retrying_job_keeps_its_place_at_the_head_of_its_queue(
     assert b["started_at"] >= a["finished_at"]
 
 
+def test_a_queue_whose_tasks_live_on_different_workers_runs_in_order(
+        tmp_path: Path, db: psycopg.Connection[Any], schema_name: str,
+        client: pgcc.Client, start_worker: WorkerFactory) -> None:
+    """Each of two workers has one of a queue's two tasks. A worker goes on with
+    its queue's next job only when it has that task; otherwise the queue's head
+    is recorded for the other worker, which hears of it at once (not at its
+    next poll: polls are 30 s apart here), and the queue keeps its order."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    log = tmp_path / "runs.jsonl"
+    write_task(first, "ping", SLEEP_TASK)
+    write_task(second, "pong", SLEEP_TASK)
+    slow_poll = ("--lease", "2", "--poll-interval", "30")
+    for tasks in (first, second):
+        wait_ready(start_worker(tasks, *slow_poll, "--concurrency", "2"))
+    ids = client.schedule_tasks({"task": ("ping", "pong")[n % 2], "queue": "q",
+                                 "parameters": {"log": str(log), "seconds": 0.01}}
+                                for n in range(12))
+    wait_final(db, schema_name, timeout=30)
+    assert job_states(db, schema_name) == {"done": 12}
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["job"] for e in events if e["event"] == "start"] == ids
+    assert [e["event"] for e in events] == ["start", "end"] * 12, "a job overlapped"
+    workers = db.execute(q(schema_name, "SELECT task, count(DISTINCT worker_id) FROM {}.jobs "
+                                        "GROUP BY task ORDER BY task")).fetchall()
+    assert workers == [("ping", 1), ("pong", 1)]
+
+
+def test_cancelling_a_head_no_worker_can_run_unblocks_its_queue(
+        tmp_path: Path, db: psycopg.Connection[Any], schema_name: str,
+        client: pgcc.Client, start_worker: WorkerFactory) -> None:
+    """A typo'd task at the head of a queue holds up the jobs behind it; once
+    it is cancelled, the queue runs on."""
+    tasks = tmp_path / "tasks"
+    write_task(tasks, "ok", OK_TASK)
+    typo = client.schedule_task("okk", {}, queue="q")
+    behind = [client.schedule_task("ok", {}, queue="q") for _ in range(3)]
+    wait_ready(start_worker(tasks, *FAST))
+    with pytest.raises(pytest.fail.Exception):
+        wait_for(lambda: state_of(db, schema_name, behind[0]) == "done", timeout=1)
+    assert client.cancel(typo)
+    wait_for(lambda: all(state_of(db, schema_name, b) == "done" for b in behind), timeout=10,
+             what="the jobs behind the cancelled head to run")
+
+
 def test_the_package_and_the_command_entry_import_no_client() -> None:
     """`pgcc worker` starts its forkserver before psycopg and the CLI are imported,
     which only helps while the package and its entry point stay light."""

@@ -126,11 +126,14 @@ def write_task(folder: Path, name: str, source: str) -> Path:
 
 def finish_as_worker(conn: psycopg.Connection[Any], queries: Queries, worker: int,
                      outcomes: list[list[Any]]) -> list[tuple[Any, ...]]:
-    """Responses ([id, token, state, result, error]) written the way a worker
-    writes them, with no room for a queue's next job; the ids written."""
+    """Responses ([id, token, state, result, error, queue or None]) written the
+    way a worker writes them, with no room for a queue's next job; the ids
+    written."""
     writer = OutcomeWriter(queries, [], [])
-    writer.add([Response(o[0], o[1], JobState(o[2]), o[3], o[4]) for o in outcomes])
+    writer.add([Response(o[0], o[1], JobState(o[2]), o[3], o[4], *o[5:]) for o in outcomes])
     with conn.transaction():
         results = [conn.execute(query, params).fetchall()
                    for _, query, params in writer.statements(worker, 0)]
-    return [(row[1],) for row in results[-1] if not row[0]]
+    if any(o[5:] and o[5] is not None for o in outcomes):
+        return [(row[1],) for row in results[-1] if not row[0]]
+    return results[-1]

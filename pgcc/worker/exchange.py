@@ -126,6 +126,11 @@ class Exchange:
         # could know of: until new jobs are announced or a retry delays some,
         # a claim that comes back short need not ask again.
         self._due_known = False
+        # Whether the claim first takes in touched queues (migration 0007):
+        # after a notification (jobs or queue heads arrived), a reconnect, and
+        # once per poll interval, which finds what changed unannounced (a cancel).
+        self._take_in = True
+        self._next_take_in = 0.0
         # (run_at as text, id) of the last job without a queue claimed: the
         # next claim reads on from there while a backlog lasts (see the claim
         # query), from the front when anything may have joined the line before
@@ -278,6 +283,7 @@ class Exchange:
         self._connect_backoff.reset()
         self._want_claim = True
         self._due_known = False
+        self._take_in = True
         self._free_after = FRONT
         return True
 
@@ -338,6 +344,7 @@ class Exchange:
         # Announcements may have been missed meanwhile.
         self._want_claim = True
         self._due_known = False
+        self._take_in = True
         self._free_after = FRONT
 
     def _close_listen(self) -> None:
@@ -359,6 +366,7 @@ class Exchange:
             while pgconn.notifies() is not None:
                 self._want_claim = True
                 self._due_known = False
+                self._take_in = True
                 # An insert that committed late holds an earlier run_at.
                 self._free_after = FRONT
             if pgconn.status != psycopg.pq.ConnStatus.OK:
@@ -402,17 +410,22 @@ class Exchange:
         free_after = FRONT if now >= self._next_front_read \
             or (writing and self._writer.has_put_backs) else self._free_after
         asking_due = False
+        taking_in = False
         if claiming:
-            claim: list[Statement] = [("take_in_touched_queues",
-                                       self._queries["take_in_touched_queues"], {
-                "queue_lock_space": self._queue_lock_space, "batch": TAKE_IN_BATCH,
-            }), ("claim", self._queries["claim"], {
+            claim: list[Statement] = []
+            taking_in = self._take_in or now >= self._next_take_in
+            if taking_in:
+                self._next_take_in = now + self._config.poll_interval
+                claim.append(("take_in_touched_queues", self._queries["take_in_touched_queues"],
+                              {"queue_lock_space": self._queue_lock_space,
+                               "batch": TAKE_IN_BATCH}))
+            claim.append(("claim", self._queries["claim"], {
                 "worker": self._worker_id, "tasks": self._task_names,
                 "max_attempts": self._max_attempts, "limit": limit,
                 "head_limit": heads, "head_scan": 2 * heads + HEAD_SCAN_SPARE,
                 "queue_lock_space": self._queue_lock_space,
                 "free_after_run_at": free_after[0], "free_after_id": free_after[1],
-            })]
+            }))
             # For the wake-up timer if the claim comes back short, in the same
             # round trip; only when something may have changed it.
             asking_due = not self._due_known or now >= self._next_poll
@@ -433,11 +446,15 @@ class Exchange:
             self._written(results.pop(0))
         if claiming:
             rows = results[0]
-            self._claimed(rows[1], limit, free_after, now)
+            if taking_in:
+                # Until a call finds nothing touched: there may be more than a batch.
+                taken = rows.pop(0)
+                self._take_in = bool(taken and taken[0][0])
+            self._claimed(rows[0], limit, free_after, now)
             if asking_due:
                 self._due_known = True
                 if not self._want_claim:
-                    self._schedule_poll(rows[2][0][0] if rows[2] else None)
+                    self._schedule_poll(rows[1][0][0] if rows[1] else None)
             self._claim_backoff.reset()
 
     def _written(self, results: list[Rows]) -> None:

@@ -65,6 +65,8 @@ class Response(NamedTuple):
     state: JobState
     result: str | None
     error: str | None
+    # The job's queue: its next job may go on in the same write.
+    queue: str | None = None
 
 
 class NoResponse(NamedTuple):

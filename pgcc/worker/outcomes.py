@@ -70,15 +70,20 @@ class OutcomeWriter:
     def _statements(self, responses: list[Response], lost: list[NoResponse],
                     back: list[PutBack], worker: int, hand_limit: int) -> list[Statement]:
         statements: list[Statement] = []
-        if responses:
+        if responses and any(o.queue is not None for o in responses):
             statements.append(("lock_outcome_queues", self._queries["lock_outcome_queues"], {
                 "worker": worker, "queue_lock_space": self._space,
                 "ids": [o.id for o in responses],
             }))
-            statements.append(("finish", self._queries["finish"], {
+            statements.append(("finish_in_queues", self._queries["finish_in_queues"], {
                 "worker": worker, "outcomes": json.dumps(responses, ensure_ascii=False),
                 "tasks": self._tasks, "max_attempts": self._max_attempts,
                 "hand_limit": hand_limit,
+            }))
+        elif responses:
+            statements.append(("finish", self._queries["finish"], {
+                "worker": worker, "queue_lock_space": self._space,
+                "outcomes": json.dumps(responses, ensure_ascii=False),
             }))
         if lost:
             statements.append(("retry", self._queries["retry"], {
@@ -107,11 +112,13 @@ class OutcomeWriter:
         del self._responses[:responses], self._lost[:lost], self._back[:back]
         rows = iter(results)
         started: Rows = []
-        if sent[0]:
+        if sent[0] and any(o.queue is not None for o in sent[0]):
             next(rows)  # the queues' locks
             finish_rows = next(rows)
             _report_stale(sent[0], [row[1:2] for row in finish_rows if not row[0]], "response")
             started = [row[1:] for row in finish_rows if row[0]]
+        elif sent[0]:
+            _report_stale(sent[0], next(rows), "response")
         if sent[1]:
             lost_rows = next(rows)
             _report_stale(sent[1], lost_rows, "no-response")
@@ -167,10 +174,10 @@ def _substitute(outcome: Outcome, failure: StatementFailed) -> Outcome | None:
             log.error("job %s: its outcome cannot be stored (%s); recording it as failed",
                       outcome.id, why)
             what = "result" if outcome.result is not None else "error"
-            return Response(outcome.id, outcome.token, JobState.FAILED, None,
-                            f"the job's {what} could not be stored: {why}"
-                            + (f"\n\nThe error was:\n{_ascii(outcome.error)}"
-                               if outcome.error else ""))
+            return outcome._replace(
+                state=JobState.FAILED, result=None,
+                error=f"the job's {what} could not be stored: {why}"
+                + (f"\n\nThe error was:\n{_ascii(outcome.error)}" if outcome.error else ""))
         return NoResponse(outcome.id, outcome.token, f"its outcome could not be stored: {why}")
     if isinstance(outcome, NoResponse) and not outcome.reason.isascii():
         return NoResponse(outcome.id, outcome.token, _ascii(outcome.reason))

@@ -230,7 +230,7 @@ class Pool:
             if child.jobs[0].revoked is not None:
                 self._stop(child, child.jobs[0].revoked)
         self.outcomes.append(Response(answer.id, job.token, answer.state, answer.result,
-                                      answer.error))
+                                      answer.error, job.queue))
         if job.queue is not None:
             self.freed_queues.append(job.queue)
         ran = answer.ran

@@ -95,7 +95,7 @@ $$;
 -- recomputed and the jobs no longer touched. A queue whose advisory lock is
 -- held elsewhere (a claim of it, an outcome of its job) is left for the next
 -- call, and so are touched jobs another call has locked: it never waits.
--- Returns how many queues it refreshed.
+-- Returns how many touched jobs it found.
 CREATE FUNCTION take_in_touched_queues(space integer, batch integer) RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
 DECLARE
@@ -113,12 +113,11 @@ BEGIN
     END IF;
     SELECT array_agg(n) INTO locked FROM (SELECT n FROM unnest(names) AS n ORDER BY n) q
     WHERE pg_try_advisory_xact_lock(space, hashtext(n));
-    IF locked IS NULL THEN
-        RETURN 0;
+    IF locked IS NOT NULL THEN
+        PERFORM refresh_queue_heads(space, locked);
+        UPDATE jobs SET queue_touched = false WHERE id = ANY(ids) AND queue = ANY(locked);
     END IF;
-    PERFORM refresh_queue_heads(space, locked);
-    UPDATE jobs SET queue_touched = false WHERE id = ANY(ids) AND queue = ANY(locked);
-    RETURN cardinality(locked);
+    RETURN cardinality(ids);
 END;
 $$;
 
