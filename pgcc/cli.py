@@ -26,7 +26,7 @@ from pgcc.errors import ConfigurationError, PgccError
 from pgcc.grants import Grant
 from pgcc.validation import load_parameters, parse_at
 from pgcc.worker import probe
-from pgcc.worker.config import WorkerConfig
+from pgcc.worker.config import DEFAULT_PREFETCH, WorkerConfig
 from pgcc.worker.supervisor import Worker
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -185,7 +185,7 @@ def worker(
         min=0.01, help="Seconds between polls when no NOTIFY arrives.")] = 1.0,
     prefetch: Annotated[int, typer.Option(
         min=0, help="Most jobs a child may hold after its current one; it holds only "
-        "as many as typically run in 5 ms.")] = 8,
+        "as many as typically run in 5 ms.")] = DEFAULT_PREFETCH,
     no_reaper: Annotated[bool, typer.Option("--no-reaper", help="Run no reaper here.")]
     = False,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not migrate on start.")]

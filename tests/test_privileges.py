@@ -99,11 +99,14 @@ def test_a_worker_role_runs_jobs_without_owning_anything(
     role, dsn = login_role()
     grant(pg_dsn, schema_name, "worker", role)
     tasks = tmp_path / "tasks"
+    # In a queue, beside a queue whose head no worker has: the worker takes the
+    # queues in, goes on with their next jobs and records heads, as the role.
     write_task(tasks, "hello", "def run(params, ctx):\n"
-                              "    ctx.schedule_task('hello', {'n': params['n'] + 1})"
+                              "    ctx.schedule_task('hello', {'n': params['n'] + 1}, queue='q')"
                               " if params['n'] < 2 else None\n"
                               "    return params['n']\n")
-    job = client.schedule_task("hello", {"n": 0})
+    client.schedule_task("nobody-has-this", {}, queue="blocked")
+    job = client.schedule_task("hello", {"n": 0}, queue="q")
     worker = WorkerProcess(dsn, schema_name, tasks, tmp_path / "role-worker.log")
     start_worker.started.append(worker)
     wait_for(lambda: _done_count(pg_dsn, schema_name) == 3, timeout=30,
