@@ -5,7 +5,10 @@ writes the outcomes (before anything else, in their own transaction, kept
 until the database takes them), claims jobs for the room the children have,
 hands them out, and listens for new jobs (LISTEN/NOTIFY, and a poll): an
 answer becomes an outcome, a claim and the child's next job without leaving
-this thread. Errors are handled by class (pgcc.policy). The supervisor,
+this thread. The write of a queue job's response goes on with the queue's
+next job when there is room (see the finish_in_queues query), and claims
+first take in the queues that enqueues touched (migration 0007) when told of
+new jobs. Errors are handled by class (pgcc.policy). The supervisor,
 which never waits for the database, stops children through the pool.
 """
 
