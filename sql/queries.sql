@@ -164,20 +164,9 @@ WITH heads AS (
     -- A queue whose job runs has no head row; its outcome touches it again.
     DELETE FROM {schema}.queue_heads q WHERE q.queue = ANY(ARRAY(SELECT queue FROM locked))
 ), claimed AS (
-    -- By id through an array, so that even a generic plan finds the rows by
-    -- index. Each claim draws the job a new token.
-    UPDATE {schema}.jobs j
-    SET state = 'running', attempts = j.attempts + 1, token = {schema}.new_token(),
-        started_at = now(), heartbeat_at = now(), worker_id = %(worker)s, finished_at = NULL,
-        max_attempts = coalesce(j.max_attempts, (
-            SELECT t.max_attempts
-            FROM unnest(%(tasks)s::text[], %(max_attempts)s::int[]) AS t(task, max_attempts)
-            WHERE t.task = j.task))
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked WHERE queue IS NULL
-                           UNION ALL SELECT job_id FROM locked))
-      AND j.state = 'queued'
-    RETURNING j.id, j.task, j.parameters::text AS parameters, j.queue, j.attempts, j.run_at,
-              j.token
+    SELECT * FROM {schema}.start_jobs(
+        ARRAY(SELECT id FROM picked WHERE queue IS NULL UNION ALL SELECT job_id FROM locked),
+        %(worker)s, %(tasks)s::text[], %(max_attempts)s::int[])
 )
 SELECT id, task, parameters, queue, attempts, run_at::text, token FROM claimed
 ORDER BY run_at, id;
@@ -276,16 +265,8 @@ WITH outcome AS (
     WHERE n.run_at <= now() AND n.task = ANY(%(tasks)s::text[]) AND n.attempts < 1000000
     ORDER BY n.run_at, n.id LIMIT %(hand_limit)s
 ), started AS (
-    UPDATE {schema}.jobs j
-    SET state = 'running', attempts = j.attempts + 1, token = {schema}.new_token(),
-        started_at = now(), heartbeat_at = now(), worker_id = %(worker)s, finished_at = NULL,
-        max_attempts = coalesce(j.max_attempts, (
-            SELECT t.max_attempts
-            FROM unnest(%(tasks)s::text[], %(max_attempts)s::int[]) AS t(task, max_attempts)
-            WHERE t.task = j.task))
-    WHERE j.id = ANY(ARRAY(SELECT id FROM handed)) AND j.state = 'queued'
-    RETURNING j.id, j.task, j.parameters::text AS parameters, j.queue, j.attempts, j.run_at,
-              j.token
+    SELECT * FROM {schema}.start_jobs(ARRAY(SELECT id FROM handed), %(worker)s,
+                                      %(tasks)s::text[], %(max_attempts)s::int[])
 ), relocked AS (
     UPDATE {schema}.queue_locks l SET job_id = s.id, worker_id = %(worker)s, locked_at = now()
     FROM started s WHERE l.queue = s.queue

@@ -121,6 +121,28 @@ BEGIN
 END;
 $$;
 
+-- Claimed jobs start: running on `worker` with a token no claim had before,
+-- and the task module's max_attempts when the job set none. The one place a
+-- job starts, for the claim and for a queue's next job in a response's write.
+CREATE FUNCTION start_jobs(job_ids bigint[], by_worker bigint, worker_tasks text[],
+                           tasks_max_attempts integer[])
+RETURNS TABLE (id bigint, task text, parameters text, queue text, attempts integer,
+               run_at timestamptz, token bigint)
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    UPDATE jobs j
+    SET state = 'running', attempts = j.attempts + 1, token = new_token(),
+        started_at = now(), heartbeat_at = now(), worker_id = by_worker, finished_at = NULL,
+        max_attempts = coalesce(j.max_attempts, (
+            SELECT t.allowed FROM unnest(worker_tasks, tasks_max_attempts) AS t(name, allowed)
+            WHERE t.name = j.task))
+    WHERE j.id = ANY(job_ids) AND j.state = 'queued'
+    RETURNING j.id, j.task, j.parameters::text, j.queue, j.attempts, j.run_at, j.token;
+END;
+$$;
+
 -- A cancel changes its queue's head: the job is marked touched.
 CREATE OR REPLACE FUNCTION cancel_job(job_id bigint) RETURNS boolean
 LANGUAGE sql VOLATILE AS $$
@@ -137,6 +159,7 @@ BEGIN
                    ' SECURITY DEFINER SET search_path = %1$I, pg_temp', here);
     EXECUTE format('REVOKE ALL ON FUNCTION %1$I.refresh_queue_heads(integer, text[]),'
                    ' %1$I.notify_new_heads(),'
+                   ' %1$I.start_jobs(bigint[], bigint, text[], integer[]),'
                    ' %1$I.take_in_touched_queues(integer, integer) FROM PUBLIC', here);
 END;
 $migration$;
