@@ -34,7 +34,7 @@ from pgcc.worker.config import (
     Backoff,
     WorkerConfig,
 )
-from pgcc.worker.messages import JobOrder, NoResponse, Outcome, PutBack
+from pgcc.worker.messages import JobOrder, NoResponse, Outcome, PutBack, Response
 from pgcc.worker.outcomes import OutcomeWriter
 from pgcc.worker.parts import LeaseStatus, Mailbox
 from pgcc.worker.pool import Child, Pool
@@ -97,9 +97,6 @@ class Exchange:
         self._task_names = config.task_names
         self._max_attempts = [config.tasks[name].max_attempts for name in self._task_names]
         self._writer = OutcomeWriter(self._queries, self._task_names, self._max_attempts)
-        # Responses waiting to be written whose job had a queue: as many queues
-        # may go on with their next job in the write (see the finish query).
-        self._freed_queues = 0
         self._queue_lock_space = queue_lock_space(config.schema)
         self._worker_id: int | None = None
         self._announced = False
@@ -220,17 +217,13 @@ class Exchange:
             self._watch(replacement)
 
     def _collect(self) -> None:
-        """The children's outcomes to the writer; more room, or a queue's next
-        job, is worth a claim."""
+        """The children's outcomes to the writer; more room is worth a claim."""
         pool = self._pool
         if pool is None:
             return
-        outcomes, queues = pool.take_outcomes()
+        outcomes = pool.take_outcomes()
         if outcomes:
             self._outcomes(outcomes)
-        if queues:
-            self._freed_queues += len(queues)
-            self._want_claim = True
         room = pool.capacity()[0]
         if room > self._room:
             self._want_claim = True
@@ -266,6 +259,9 @@ class Exchange:
             if type(outcome) is NoResponse:
                 # A retry delays its job: the next wake-up time is to be asked again.
                 self._due_known = False
+            elif type(outcome) is Response and outcome.queue is not None:
+                # The queue's next job may go on in the write, or be claimed.
+                self._want_claim = True
         self._writer.add(outcomes)
 
     # ---- registration and connection -------------------------------------------
@@ -404,7 +400,7 @@ class Exchange:
         may_claim = limit > 0 and now >= self._claim_at and self._may_claim(now)
         # Queues whose job ended go on with their next job in the write itself;
         # the claim asks for what room is left.
-        hand = min(heads, self._freed_queues) if writing and may_claim else 0
+        hand = min(heads, self._writer.queue_responses) if writing and may_claim else 0
         if writing:
             groups.append(self._writer.statements(self._worker_id, hand))
         limit, heads = limit - hand, heads - hand
@@ -461,7 +457,6 @@ class Exchange:
             self._claim_backoff.reset()
 
     def _written(self, results: list[Rows]) -> None:
-        self._freed_queues = 0
         self._write_backoff.reset()
         self._take(self._writer.written(results))
 

@@ -28,7 +28,7 @@ class OutcomeWriter:
     def __init__(self, queries: Queries, tasks: list[str], max_attempts: list[int]) -> None:
         self._queries = queries
         self._space = queue_lock_space(queries.schema)
-        # For the jobs a response's queue goes on with (see the finish query).
+        # For the jobs a response's queue goes on with (the finish_in_queues query).
         self._tasks = tasks
         self._max_attempts = max_attempts
         # By kind, each in arrival order; one statement writes each kind.
@@ -40,6 +40,12 @@ class OutcomeWriter:
 
     def __len__(self) -> int:
         return len(self._responses) + len(self._lost) + len(self._back)
+
+    @property
+    def queue_responses(self) -> int:
+        """Pending responses whose job had a queue: as many queues may go on
+        with their next job in the write."""
+        return sum(o.queue is not None for o in self._responses)
 
     @property
     def has_put_backs(self) -> bool:
@@ -70,7 +76,7 @@ class OutcomeWriter:
     def _statements(self, responses: list[Response], lost: list[NoResponse],
                     back: list[PutBack], worker: int, hand_limit: int) -> list[Statement]:
         statements: list[Statement] = []
-        if responses and any(o.queue is not None for o in responses):
+        if any(o.queue is not None for o in responses):
             statements.append(("lock_outcome_queues", self._queries["lock_outcome_queues"], {
                 "worker": worker, "queue_lock_space": self._space,
                 "ids": [o.id for o in responses],

@@ -178,7 +178,6 @@ class Pool:
         self._max_frame = 16 * config.max_result_bytes + (64 << 20)
         self.children: list[Child] = []
         self.outcomes: list[Outcome] = []
-        self.freed_queues: list[str] = []
         # A moving average of how long jobs run here; prefetching waits until it is known.
         self._typical_run: float | None = None
         self._lock = threading.RLock()
@@ -231,8 +230,6 @@ class Pool:
                 self._stop(child, child.jobs[0].revoked)
         self.outcomes.append(Response(answer.id, job.token, answer.state, answer.result,
                                       answer.error, job.queue))
-        if job.queue is not None:
-            self.freed_queues.append(job.queue)
         ran = answer.ran
         typical = self._typical_run
         self._typical_run = ran if typical is None else 0.9 * typical + 0.1 * ran
@@ -398,10 +395,9 @@ class Pool:
         return all(child.ready for child in self.children)
 
     @_locked
-    def take_outcomes(self) -> tuple[list[Outcome], list[str]]:
+    def take_outcomes(self) -> list[Outcome]:
         outcomes, self.outcomes = self.outcomes, []
-        queues, self.freed_queues = self.freed_queues, []
-        return outcomes, queues
+        return outcomes
 
     # ---- stopping ------------------------------------------------------------
 
