@@ -100,8 +100,14 @@ class Link:
             )
             self._fd = self._conn.pgconn.socket
             if self._generic_plans:
+                # A plan is kept for the session, and one made while the jobs
+                # table looked empty (a fresh deployment, a burst before
+                # autovacuum analyzes it) reads the whole table on every call
+                # once it has filled. Each of these statements is built on an
+                # index; a scan of the table is only ever the last resort.
                 self._conn.execute(
-                    "SELECT set_config('plan_cache_mode', 'force_generic_plan', false)")
+                    "SELECT set_config('plan_cache_mode', 'force_generic_plan', false),"
+                    " set_config('enable_seqscan', 'off', false)")
             if self._idle_timeout:
                 with contextlib.suppress(psycopg.errors.UndefinedObject):
                     self._conn.execute("SELECT set_config('idle_session_timeout', %s, false)",

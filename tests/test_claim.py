@@ -322,3 +322,40 @@ def test_a_claim_costs_the_same_with_10000_blocked_queues_as_with_one(
     # A level or two more in each index read (the head index, the jobs' key).
     assert heads_many <= heads_few + 6, (heads_few, heads_many)
     assert all_many <= 3 * all_few, (all_few, all_many)
+
+
+def test_a_worker_that_planned_on_an_empty_table_still_claims_by_index(
+        pg_dsn: str, schema_name: str, client: pgcc.Client) -> None:
+    """A worker's session keeps its plans. Ones made while the jobs table was
+    empty (a fresh deployment) must not read the whole table on every claim
+    once it has filled: that cost grew with the backlog (W5 with 20,000
+    waiting jobs ran at a third of its speed)."""
+    link = Link(pg_dsn, application_name="pgcc worker", generic_plans=True)
+    queries = for_schema(schema_name)
+    space = queue_lock_space(schema_name)
+    worker = link.execute(queries["register_worker"], {
+        "hostname": "test", "pid": 1, "tasks": ["t"], "concurrency": 1, "lease": 30})[0][0]
+
+    def claim() -> list[tuple[Any, ...]]:
+        link.execute(queries["take_in_touched_queues"],
+                     {"queue_lock_space": space, "batch": 1000})
+        return link.execute(queries["claim"], {
+            "worker": worker, "tasks": ["t"], "max_attempts": [10], "limit": 4,
+            "head_limit": 4, "head_scan": 16, "queue_lock_space": space,
+            "free_after_run_at": FRONT[0], "free_after_id": FRONT[1]})
+
+    try:
+        for _ in range(8):  # psycopg prepares a statement from its fifth run
+            assert claim() == []
+        client.schedule_tasks([{"task": "t"}] * 2000
+                              + [{"task": "t", "queue": f"q{i % 50}"} for i in range(1000)])
+        conn = link.connection()
+        with conn.transaction():
+            claimed = claim()
+            scans = conn.execute(
+                "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = %s::regclass",
+                [f"{schema_name}.jobs"]).fetchone()
+    finally:
+        link.close()
+    assert len(claimed) == 4
+    assert scans == (0,)

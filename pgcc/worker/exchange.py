@@ -119,8 +119,12 @@ class Exchange:
         self._claim_backoff = Backoff()
         self._listen_backoff = Backoff()
         self._outage_logged = False
-        # Claim pacing: whether to claim now, and when to poll at the latest.
+        # Claim pacing: whether to claim now (news of jobs, or the last claim
+        # came back full), and when to poll at the latest.
         self._want_claim = True
+        # Whether the children got room since the last claim. Room that a
+        # queue's next job takes in the write itself needs no claim.
+        self._room_grew = True
         self._next_poll = 0.0
         # Whether _next_poll already allows for every delayed job this worker
         # could know of: until new jobs are announced or a retry delays some,
@@ -188,7 +192,8 @@ class Exchange:
         if self._writer:
             deadline = min(deadline, max(now, self._write_at))
         if self._may_claim(now) and self._credit()[0] > 0:
-            due = max(now, self._claim_at) if self._want_claim else self._next_poll
+            due = max(now, self._claim_at) if self._want_claim or self._room_grew \
+                else self._next_poll
             deadline = min(deadline, max(due, self._claim_at))
         return max(0.0, deadline - now)
 
@@ -226,7 +231,7 @@ class Exchange:
             self._outcomes(outcomes)
         room = pool.capacity()[0]
         if room > self._room:
-            self._want_claim = True
+            self._room_grew = True
         self._room = room
         if not pool.announced and pool.all_ready():
             pool.announced = True
@@ -261,7 +266,7 @@ class Exchange:
                 self._due_known = False
             elif type(outcome) is Response and outcome.queue is not None:
                 # The queue's next job may go on in the write, or be claimed.
-                self._want_claim = True
+                self._room_grew = True
         self._writer.add(outcomes)
 
     # ---- registration and connection -------------------------------------------
@@ -404,7 +409,11 @@ class Exchange:
         if writing:
             groups.append(self._writer.statements(self._worker_id, hand))
         limit, heads = limit - hand, heads - hand
-        claiming = limit > 0 and may_claim and (self._want_claim or now >= self._next_poll)
+        # Every pending outcome is a queue's job going on with its next one:
+        # the room they free is taken in the write.
+        covered = hand > 0 and hand == len(self._writer)
+        claiming = limit > 0 and may_claim and (
+            self._want_claim or (self._room_grew and not covered) or now >= self._next_poll)
         # Jobs put back keep their place, before the position.
         free_after = FRONT if now >= self._next_front_read \
             or (writing and self._writer.has_put_backs) else self._free_after
@@ -442,7 +451,10 @@ class Exchange:
             self._failed(failure, "write" if writing and not failure.committed else "claim")
             return
         if writing:
-            self._written(results.pop(0))
+            started = self._written(results.pop(0))
+            if covered and not claiming:
+                # A queue that ran dry leaves its room to the next claim.
+                self._room_grew = started < hand
         if claiming:
             rows = results[0]
             if taking_in:
@@ -456,9 +468,12 @@ class Exchange:
                     self._schedule_poll(rows[1][0][0] if rows[1] else None)
             self._claim_backoff.reset()
 
-    def _written(self, results: list[Rows]) -> None:
+    def _written(self, results: list[Rows]) -> int:
+        """Takes the write's results; how many jobs it started here."""
         self._write_backoff.reset()
-        self._take(self._writer.written(results))
+        started = self._writer.written(results)
+        self._take(started)
+        return len(started)
 
     def _take(self, rows: Rows) -> None:
         """Jobs this worker now runs (claimed, or next in a queue) to the children."""
@@ -476,6 +491,7 @@ class Exchange:
     def _claimed(self, rows: Rows, limit: int, free_after: tuple[str, int], now: float) -> None:
         self._take(rows)
         self._want_claim = len(rows) == limit
+        self._room_grew = False
         if free_after == FRONT:
             self._next_front_read = now + self._config.poll_interval
         if not self._want_claim:
