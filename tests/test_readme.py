@@ -20,7 +20,8 @@ or ```yaml are shown, not run (synopses, unit files); any other language fails
 the test, so that no block escapes it unnoticed.
 
 What a reader would check is checked: each block exits 0; a block that
-schedules writes at least one job; a line a block prints that is a bare
+schedules writes at least one job, and one that shows a refusal
+(`ScheduleError`, `invalid_parameter_value`) writes none; a line a block prints that is a bare
 integer is the id of a job that exists. README's jobs are then run by a real
 `pgcc worker` on the repo's tasks/, and each ends done (or cancelled).
 """
@@ -53,6 +54,8 @@ SHOWN = {"text", "ini", "dockerfile", "yaml"}
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 MARK = re.compile(r"^\s*<!--\s*not run by tests/test_readme\.py:\s*(\S.*?)\s*-->\s*$")
 SCHEDULES = re.compile(r"schedule_tasks?\(|pgcc schedule ")
+# A block that shows a refusal: it must write nothing.
+REFUSES = re.compile(r"ScheduleError|invalid_parameter_value")
 BLOCK_TIMEOUT = 120
 
 
@@ -169,26 +172,28 @@ def test_code_blocks_run_as_written(path: Path, pg_dsn: str, tmp_path: Path) -> 
     unknown = [str(b) for b in found if b.lang not in RUN | SHOWN]
     assert not unknown, f"code blocks of a language this test neither runs nor shows: {unknown}"
     runnable = [b for b in found if b.lang in RUN and b.skip is None]
-    if path.name == "README.md":
+    if path == ROOT / "README.md":
         assert len(runnable) > 0
         # Exactly the two top commands are not run: they install a venv.
         assert [b.code.split()[0:3] for b in found if b.skip] == [
             ["python3", "-m", "venv"], ["python3", "-m", "venv"]]
     if not runnable:
-        pytest.skip(f"{path.name} has no code block to run")
+        pytest.skip(f"{path.relative_to(ROOT)} has no code block to run")
     with fresh_database(pg_dsn) as dsn:
         env = block_env(dsn, tmp_path / "pgcc-home")
         for block in runnable:
             before = job_ids(dsn)
             stdout = run_block(block, dsn, env, tmp_path)
             after = job_ids(dsn)
-            if SCHEDULES.search(block.code):
+            if REFUSES.search(block.code):
+                assert after == before, f"{block} shows a refusal but wrote a job"
+            elif SCHEDULES.search(block.code):
                 assert after - before, f"{block} schedules a job but none was written"
             printed = [line.strip() for line in stdout.splitlines()
                        if re.fullmatch(r"\s*-?\d+\s*", line)]
             for text in printed:
                 assert int(text) in after, f"{block} printed {text}, which is no job's id"
-        if path.name == "README.md":
+        if path == ROOT / "README.md":
             run_readme_jobs(dsn, tmp_path)
 
 
