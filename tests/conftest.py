@@ -21,6 +21,7 @@ from psycopg import sql
 
 import pgcc
 from pgcc import embedded, schema
+from tests.paths import REPO
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +77,7 @@ def client(pg_dsn: str, schema_name: str) -> Iterator[pgcc.Client]:
 
 @pytest.fixture
 def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return REPO
 
 
 pytest_plugins = ["tests.workers"]

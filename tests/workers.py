@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,8 +17,8 @@ from psycopg import sql
 from pgcc.queries import Queries
 from pgcc.worker.messages import JobState, Response
 from pgcc.worker.outcomes import OutcomeWriter
+from tests.paths import PGCC
 
-PGCC = str(Path(sys.executable).parent / "pgcc")
 T = TypeVar("T")
 
 

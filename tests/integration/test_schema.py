@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,14 +13,7 @@ import pytest
 from psycopg import sql
 
 from pgcc import schema as pgcc_schema
-
-PGCC = str(Path(sys.executable).parent / "pgcc")
-MIGRATIONS = Path(__file__).resolve().parent.parent / "sql" / "migrations"
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PGCC, *args], capture_output=True, text=True, timeout=120,
-                          check=False)
+from tests.paths import MIGRATIONS, PGCC, run_cli
 
 
 def migration_versions() -> list[int]:

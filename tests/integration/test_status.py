@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
-PGCC = str(Path(sys.executable).parent / "pgcc")
+from tests.paths import PGCC
+
 STATES = ("queued", "running", "done", "failed", "dead", "cancelled")
 
 

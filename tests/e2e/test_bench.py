@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import psycopg
 
-PGCC = str(Path(sys.executable).parent / "pgcc")
+from tests.paths import PGCC
 
 
 def test_bench_runs_every_workload_and_reports_ratios(pg_dsn: str) -> None:

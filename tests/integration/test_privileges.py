@@ -4,8 +4,6 @@ gives a role what its kind needs and nothing more."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,14 +15,8 @@ from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import pgcc
+from tests.paths import run_cli
 from tests.workers import WorkerFactory, WorkerProcess, wait_for, write_task
-
-PGCC = str(Path(sys.executable).parent / "pgcc")
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PGCC, *args], capture_output=True, text=True, timeout=60,
-                          check=False)
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,11 +34,11 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from pgcc import schema as pgcc_schema
+from tests.paths import PGCC, SURVIVAL_TASKS
 from tests.proxy import Proxy
 from tests.workers import WorkerFactory, WorkerProcess, job_states, wait_for
 
-PGCC = str(Path(sys.executable).parent / "pgcc")
-TASKS = Path(__file__).resolve().parent / "survival_tasks"
+TASKS = SURVIVAL_TASKS
 LEASE = 2.0
 FAST = ("--lease", f"{LEASE:g}", "--poll-interval", "0.2")
 # For CPU measurements: the default poll interval, so that an idle worker's own

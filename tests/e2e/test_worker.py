@@ -27,6 +27,7 @@ from psycopg.rows import dict_row
 
 import pgcc
 from tests import logged_task
+from tests.paths import PGCC
 from tests.workers import (
     WorkerFactory,
     WorkerProcess,
@@ -36,7 +37,6 @@ from tests.workers import (
     write_task,
 )
 
-PGCC = str(Path(sys.executable).parent / "pgcc")
 # Short leases and polls keep the suite quick; the behaviour under test is the same.
 FAST = ("--lease", "2", "--poll-interval", "0.2")
 

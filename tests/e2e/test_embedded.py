@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from pgcc import embedded
-
-PGCC = str(Path(sys.executable).parent / "pgcc")
+from tests.paths import PGCC
 
 
 class Folder:

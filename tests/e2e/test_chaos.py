@@ -22,7 +22,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,10 +40,10 @@ from pgcc import schema as pgcc_schema
 from pgcc.queries import for_schema, queue_lock_space
 from pgcc.worker.exchange import FRONT
 from tests import chaos_task
+from tests.paths import PGCC
 from tests.proxy import Proxy
 from tests.workers import WorkerFactory, WorkerProcess, all_jobs_final, finish_as_worker, wait_for
 
-PGCC = str(Path(sys.executable).parent / "pgcc")
 LEASE = 2.0
 FAST = ("--lease", f"{LEASE:g}", "--poll-interval", "0.2")
 

@@ -12,12 +12,10 @@ import datetime as dt
 import decimal
 import json
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -28,8 +26,8 @@ from psycopg.rows import dict_row
 import pgcc
 from pgcc import schema as pgcc_schema
 from tests.conftest import fresh_schema
+from tests.paths import run_cli
 
-PGCC = str(Path(sys.executable).parent / "pgcc")
 LIMIT = 1024 * 1024  # the default limit on a parameters document, in bytes
 UTC = dt.timezone.utc
 QUOTES_TASK = "x'; DROP TABLE jobs; --\""
@@ -170,11 +168,6 @@ def py_refused(db: psycopg.Connection[Any], door: PyDoor,
 
 
 # CLI door
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PGCC, *args], capture_output=True, text=True, timeout=60,
-                          check=False)
 
 
 def cli_schedule(dsn: str, schema: str, *args: str) -> int:
