@@ -1,0 +1,40 @@
+"""A role given `pgcc grant worker` runs a real `pgcc worker` without owning
+anything (the other kinds of role: tests/integration/test_privileges.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pgcc
+from tests.helpers import call, grant
+from tests.paths import run_cli
+from tests.workers import WorkerFactory, WorkerProcess, wait_for, write_task
+
+
+def test_a_worker_role_runs_jobs_without_owning_anything(
+        pg_dsn: str, schema_name: str, login_role: Any, client: pgcc.Client,
+        tmp_path: Path, start_worker: WorkerFactory) -> None:
+    role, dsn = login_role()
+    grant(pg_dsn, schema_name, "worker", role)
+    tasks = tmp_path / "tasks"
+    # In a queue, beside a queue whose head no worker has: the worker takes the
+    # queues in, goes on with their next jobs and records heads, as the role.
+    write_task(tasks, "hello", "def run(params, ctx):\n"
+                              "    ctx.schedule_task('hello', {'n': params['n'] + 1}, queue='q')"
+                              " if params['n'] < 2 else None\n"
+                              "    return params['n']\n")
+    client.schedule_task("nobody-has-this", {}, queue="blocked")
+    job = client.schedule_task("hello", {"n": 0}, queue="q")
+    worker = WorkerProcess(dsn, schema_name, tasks, tmp_path / "role-worker.log")
+    start_worker.started.append(worker)
+    wait_for(lambda: _done_count(pg_dsn, schema_name) == 3, timeout=30,
+             what="the job, and the two it scheduled from its task, to run as the role")
+    assert client.get_job(job).result == 0  # type: ignore[union-attr]
+    result = run_cli("reaper", "--once", "--dsn", dsn, "--schema", schema_name)
+    assert result.returncode == 0, result.stderr
+    assert worker.stop() == 0, worker.log()
+
+
+def _done_count(pg_dsn: str, schema: str) -> int:
+    return int(call(pg_dsn, schema, "SELECT count(*) FROM {}.jobs WHERE state = 'done'"))
