@@ -11,8 +11,9 @@ REPO = TESTS.parent
 MIGRATIONS = REPO / "sql" / "migrations"
 EXAMPLE_TASKS = REPO / "tasks"
 # Task modules of the tests, one folder per kind of test (see tests/README.md).
-SURVIVAL_TASKS = TESTS / "survival_tasks"
+SURVIVAL_TASKS = TESTS / "tasks" / "survival"
 TEST_TASKS = TESTS / "tasks"
+WORKER_TASKS = TEST_TASKS / "worker"
 # The `pgcc` command of the Python running the tests (the venv's).
 PGCC = str(Path(sys.executable).parent / "pgcc")
 

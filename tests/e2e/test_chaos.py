@@ -42,12 +42,15 @@ from pgcc.worker.exchange import FRONT
 from tests import chaos_task
 from tests.paths import PGCC
 from tests.proxy import Proxy
-from tests.workers import WorkerFactory, WorkerProcess, all_jobs_final, finish_as_worker, wait_for
-
-LEASE = 2.0
-FAST = ("--lease", f"{LEASE:g}", "--poll-interval", "0.2")
-
-
+from tests.workers import (
+    FAST,
+    LEASE,
+    WorkerFactory,
+    WorkerProcess,
+    all_jobs_final,
+    finish_as_worker,
+    wait_for,
+)
 
 # --- the chaos environment -----------------------------------------------------------------
 
@@ -127,14 +130,6 @@ def chaos(pg_dsn: str, schema_name: str, tmp_path: Path) -> Iterator[Chaos]:
     env = make_chaos(pg_dsn, schema_name, tmp_path / "tasks")
     yield env
     env.conn.close()
-
-
-def start_via(factory: WorkerFactory, dsn: str, tasks: Path, *args: str) -> WorkerProcess:
-    """A worker of the test's schema that reaches the database through `dsn`."""
-    log_path = factory.tmp_path / f"worker-{len(factory.started)}.log"
-    worker = WorkerProcess(dsn, factory.schema, tasks, log_path, *args)
-    factory.started.append(worker)
-    return worker
 
 
 def assert_invariants(env: Chaos, ids: list[int]) -> None:
@@ -343,7 +338,7 @@ def test_network_cut(chaos: Chaos, start_worker: WorkerFactory) -> None:
     is back the cut-off worker registers again and its late outcomes are dropped."""
     ids = chaos.schedule([(f"n{q}", s) for q in range(2) for s in (6.0, 0.2, 0.2)])
     with Proxy(chaos.dsn) as proxy:
-        cutoff = start_via(start_worker, proxy.dsn, chaos.tasks, *FAST, "--concurrency", "2")
+        cutoff = start_worker.start_on(proxy.dsn, chaos.tasks, *FAST, "--concurrency", "2")
         held = wait_for(lambda: chaos.started(cutoff.pid, 2), what="2 jobs to run")
         (cutoff_id,) = chaos.worker_ids(cutoff.pid)
         proxy.cut()

@@ -17,10 +17,10 @@ import pytest
 from psycopg import sql
 
 import pgcc
-from tests.workers import WorkerFactory, wait_for, write_task
+from tests import workers
+from tests.workers import WorkerFactory, finished, write_task
 
-FAST = ("--lease", "2", "--poll-interval", "0.2", "--concurrency", "4")
-FINAL = {"done", "failed", "dead", "cancelled"}
+FAST = (*workers.FAST, "--concurrency", "4")
 VARIANTS = ["sync", "async"]
 
 
@@ -29,13 +29,6 @@ def variant(source: str, kind: str) -> str:
     is_async = kind == "async"
     return (source.replace("ASYNC ", "async " if is_async else "")
             .replace("AWAIT ", "await " if is_async else ""))
-
-
-def finished(client: pgcc.Client, job_id: int, timeout: float = 30) -> pgcc.Job:
-    def check() -> pgcc.Job | None:
-        job = client.get_job(job_id)
-        return job if job is not None and job.state in FINAL else None
-    return wait_for(check, timeout, f"job {job_id} to finish")
 
 
 def job_ids(db: psycopg.Connection[Any], schema: str) -> list[int]:

@@ -14,22 +14,15 @@ import pytest
 from psycopg import sql
 
 import pgcc
-from tests.workers import WorkerFactory, job_states, wait_for, write_task
+from tests import workers
+from tests.workers import WorkerFactory, finished, job_states, wait_for, write_task
 
-FAST = ("--lease", "2", "--poll-interval", "0.2", "--concurrency", "4")
-FINAL = {"done", "failed", "dead", "cancelled"}
+FAST = (*workers.FAST, "--concurrency", "4")
 
 
 @pytest.fixture
 def tasks_dir(repo_root: Path) -> Path:
     return repo_root / "tasks"
-
-
-def finished(client: pgcc.Client, job_id: int, timeout: float = 30) -> pgcc.Job:
-    def check() -> pgcc.Job | None:
-        job = client.get_job(job_id)
-        return job if job is not None and job.state in FINAL else None
-    return wait_for(check, timeout, f"job {job_id} to finish")
 
 
 def state_reaches(client: pgcc.Client, state_id: str, status: str = "complete",

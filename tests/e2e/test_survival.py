@@ -3,7 +3,7 @@ defect found, each built the way the defect was found.
 
 Every test runs real `pgcc worker` processes on a fresh schema, and checks what
 an operator would check: the job rows, whether the worker process is alive and
-its exit code, its CPU use. The task modules live in tests/survival_tasks/;
+its exit code, its CPU use. The task modules live in tests/tasks/survival/;
 each test copies just the ones it needs into its own tasks folder, since every
 `*.py` of a worker's --tasks folder is a task (and some of them misbehave on
 purpose). A worker that hangs never hangs the test: every wait is bounded, and
@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,17 +33,23 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from pgcc import schema as pgcc_schema
+from tests.helpers import q
 from tests.paths import PGCC, SURVIVAL_TASKS
 from tests.proxy import Proxy
-from tests.workers import WorkerFactory, WorkerProcess, job_states, wait_for
+from tests.workers import (
+    FAST,
+    FINAL,
+    LEASE,
+    WorkerFactory,
+    WorkerProcess,
+    copy_tasks,
+    print_worker_logs,
+    wait_for,
+)
 
-TASKS = SURVIVAL_TASKS
-LEASE = 2.0
-FAST = ("--lease", f"{LEASE:g}", "--poll-interval", "0.2")
 # For CPU measurements: the default poll interval, so that an idle worker's own
 # polling (about 2% of a core at 0.2 s here) does not blur what is measured.
 QUIET = ("--lease", f"{LEASE:g}", "--poll-interval", "1", "--concurrency", "1")
-FINAL = ("done", "failed", "dead", "cancelled")
 T = TypeVar("T")
 
 
@@ -60,24 +65,12 @@ def _stop_workers_and_show_logs(start_worker: WorkerFactory, pg_dsn: str,
     for worker in start_worker.started:
         worker.stop(timeout=10)
     with contextlib.suppress(psycopg.Error), psycopg.connect(pg_dsn, autocommit=True) as conn:
-        print("jobs by state:", job_states(conn, schema_name))
-    for worker in start_worker.started:
-        print(f"--- {worker.log_path.name} (pid {worker.pid}, "
-              f"exit {worker.process.poll()}) ---\n{worker.log()[-20000:]}")
+        print_worker_logs(start_worker, conn, schema_name)
 
 
 def tasks_dir(tmp_path: Path, *names: str) -> Path:
-    """A tasks folder holding just these modules of tests/survival_tasks."""
-    folder = tmp_path / "tasks"
-    folder.mkdir(exist_ok=True)
-    for name in names:
-        shutil.copy(TASKS / f"{name}.py", folder / f"{name}.py")
-    return folder
-
-
-def q(schema: str, text: str) -> sql.Composed:
-    """A query on the test schema: `{}` stands for it."""
-    return sql.SQL(text).format(sql.Identifier(schema))
+    """A tasks folder holding just these modules of tests/tasks/survival."""
+    return copy_tasks(tmp_path / "tasks", SURVIVAL_TASKS, *names)
 
 
 def one(conn: psycopg.Connection[Any], query: sql.SQL | sql.Composed, params: Any = None
@@ -178,16 +171,6 @@ def exit_code_within(process: subprocess.Popen[bytes], seconds: float, what: str
         return process.wait(seconds)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the worker did not exit within {seconds:g} s of {what}")
-
-
-def start_on(factory: WorkerFactory, dsn: str, schema: str, tasks: Path,
-             *args: str) -> WorkerProcess:
-    """A worker that reaches the database through `dsn` (a proxy, another role or
-    database); stopped after the test like those of start_worker."""
-    log_path = factory.tmp_path / f"worker-{len(factory.started)}.log"
-    worker = WorkerProcess(dsn, schema, tasks, log_path, *args)
-    factory.started.append(worker)
-    return worker
 
 
 def with_dsn(dsn: str, **changes: str) -> str:
@@ -425,7 +408,8 @@ def test_result_the_database_cannot_encode(tmp_path: Path, latin1_dsn: str,
     with psycopg.connect(latin1_dsn, autocommit=True) as conn:
         pgcc_schema.migrate(conn, schema)
         tasks = tasks_dir(tmp_path, "noop", "euro")
-        worker = start_on(start_worker, latin1_dsn, schema, tasks, *FAST, "--concurrency", "1")
+        worker = start_worker.start_on(latin1_dsn, tasks, *FAST, "--concurrency", "1",
+                                       schema=schema)
         try:
             euro = schedule(conn, schema, "euro")
             row = wait_state(conn, schema, euro, *FINAL, worker=worker, timeout=30)
@@ -539,7 +523,7 @@ def test_quiet_during_outage_then_resumes(tmp_path: Path, pg_dsn: str,
     back."""
     tasks = tasks_dir(tmp_path, "noop")
     with Proxy(pg_dsn) as proxy:
-        worker = start_on(start_worker, proxy.dsn, schema_name, tasks, *QUIET)
+        worker = start_worker.start_on(proxy.dsn, tasks, *QUIET)
         warm = schedule(db, schema_name, "noop")
         wait_done(db, schema_name, warm, worker)
         backends = wait_alive(worker, lambda: proxied_backends(db, proxy), 10,
@@ -566,7 +550,7 @@ def test_quiet_when_connections_refused(tmp_path: Path, pg_dsn: str,
     tasks = tasks_dir(tmp_path, "noop")
     proxy = Proxy(pg_dsn)
     try:
-        worker = start_on(start_worker, proxy.dsn, schema_name, tasks, *QUIET)
+        worker = start_worker.start_on(proxy.dsn, tasks, *QUIET)
         warm = schedule(db, schema_name, "noop")
         wait_done(db, schema_name, warm, worker)
     finally:
@@ -696,8 +680,8 @@ def test_read_only_server_after_failover(tmp_path: Path, pg_dsn: str,
     scheduled meanwhile runs exactly once."""
     tasks = tasks_dir(tmp_path, "nap")
     runs = tmp_path / "runs.log"
-    worker = start_on(start_worker, with_dsn(pg_dsn, user=worker_role), schema_name, tasks,
-                      *FAST, "--concurrency", "1")
+    worker = start_worker.start_on(with_dsn(pg_dsn, user=worker_role), tasks,
+                                   *FAST, "--concurrency", "1")
     try:
         warm = schedule(db, schema_name, "nap", {"log": str(runs)})
         wait_done(db, schema_name, warm, worker)

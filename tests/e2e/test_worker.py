@@ -7,7 +7,6 @@ user would check: the rows of the jobs table and the worker's log.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -22,23 +21,22 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.rows import dict_row
 
 import pgcc
 from tests import logged_task
+from tests.helpers import q
 from tests.paths import PGCC
 from tests.workers import (
+    FAST,
     WorkerFactory,
     WorkerProcess,
     all_jobs_final,
     job_states,
+    print_worker_logs,
     wait_for,
     write_task,
 )
-
-# Short leases and polls keep the suite quick; the behaviour under test is the same.
-FAST = ("--lease", "2", "--poll-interval", "0.2")
 
 # Prepended to task modules: append one JSON line per event to a file.
 RECORD = '''
@@ -70,16 +68,7 @@ def _show_worker_logs(start_worker: WorkerFactory, db: psycopg.Connection[Any],
                       schema_name: str) -> Iterator[None]:
     """On a failure, pytest shows what this prints: the jobs and every worker's log."""
     yield
-    with contextlib.suppress(psycopg.Error):
-        print("jobs by state:", job_states(db, schema_name))
-    for worker in start_worker.started:
-        print(f"--- {worker.log_path.name} (pid {worker.pid}, "
-              f"exit {worker.process.poll()}) ---\n{worker.log()[-20000:]}")
-
-
-def q(schema: str, text: str) -> sql.Composed:
-    """A query on the test schema: `{}` stands for it."""
-    return sql.SQL(text).format(sql.Identifier(schema))
+    print_worker_logs(start_worker, db, schema_name)
 
 
 def job(db: psycopg.Connection[Any], schema: str, job_id: int) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import pgcc
 from tests.helpers import call, grant
 from tests.paths import run_cli
-from tests.workers import WorkerFactory, WorkerProcess, wait_for, write_task
+from tests.workers import WorkerFactory, wait_for, write_task
 
 
 def test_a_worker_role_runs_jobs_without_owning_anything(
@@ -26,8 +26,7 @@ def test_a_worker_role_runs_jobs_without_owning_anything(
                               "    return params['n']\n")
     client.schedule_task("nobody-has-this", {}, queue="blocked")
     job = client.schedule_task("hello", {"n": 0}, queue="q")
-    worker = WorkerProcess(dsn, schema_name, tasks, tmp_path / "role-worker.log")
-    start_worker.started.append(worker)
+    worker = start_worker.start_on(dsn, tasks)
     wait_for(lambda: _done_count(pg_dsn, schema_name) == 3, timeout=30,
              what="the job, and the two it scheduled from its task, to run as the role")
     assert client.get_job(job).result == 0  # type: ignore[union-attr]
