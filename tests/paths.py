@@ -14,6 +14,8 @@ EXAMPLE_TASKS = REPO / "tasks"
 SURVIVAL_TASKS = TESTS / "tasks" / "survival"
 TEST_TASKS = TESTS / "tasks"
 WORKER_TASKS = TEST_TASKS / "worker"
+CTX_TASKS = TEST_TASKS / "ctx"
+MISC_TASKS = TEST_TASKS / "misc"
 # The `pgcc` command of the Python running the tests (the venv's).
 PGCC = str(Path(sys.executable).parent / "pgcc")
 

@@ -18,17 +18,11 @@ from psycopg import sql
 
 import pgcc
 from tests import workers
-from tests.workers import WorkerFactory, finished, write_task
+from tests.paths import CTX_TASKS
+from tests.workers import WorkerFactory, copy_tasks, finished
 
 FAST = (*workers.FAST, "--concurrency", "4")
 VARIANTS = ["sync", "async"]
-
-
-def variant(source: str, kind: str) -> str:
-    """A task's source in its sync or async form: ASYNC/AWAIT markers become keywords."""
-    is_async = kind == "async"
-    return (source.replace("ASYNC ", "async " if is_async else "")
-            .replace("AWAIT ", "await " if is_async else ""))
 
 
 def job_ids(db: psycopg.Connection[Any], schema: str) -> list[int]:
@@ -36,35 +30,18 @@ def job_ids(db: psycopg.Connection[Any], schema: str) -> list[int]:
     return [row[0] for row in db.execute(query).fetchall()]
 
 
-TARGET = '''
-def run(params, ctx):
-    return {"params": params, "job_id": ctx.job_id, "task": ctx.task}
-'''
-
-
 @pytest.fixture
 def tasks_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "tasks"
-    write_task(folder, "target", TARGET)
-    return folder
+    """A tasks folder with `target`; each test adds the sync and async forms of
+    its task (tests/tasks/ctx/<name>_sync.py and <name>_async.py)."""
+    return copy_tasks(tmp_path / "tasks", CTX_TASKS, "target")
 
 
 # --- job_id, task, attempt ----------------------------------------------------------------
 
-IDENTITY = '''
-import os
-
-ASYNC def run(params, ctx):
-    if ctx.attempt < params.get("crash_until", 0):
-        os._exit(3)  # no response: pgcc runs the job again, attempt + 1
-    return {"job_id": ctx.job_id, "task": ctx.task, "attempt": ctx.attempt}
-'''
-
-
 def test_job_id_task_and_attempt(tasks_dir: Path, client: pgcc.Client,
                                  start_worker: WorkerFactory) -> None:
-    for kind in VARIANTS:
-        write_task(tasks_dir, f"ident_{kind}", variant(IDENTITY, kind))
+    copy_tasks(tasks_dir, CTX_TASKS, *(f"ident_{kind}" for kind in VARIANTS))
     start_worker(tasks_dir, *FAST)
     jobs = {(kind, crash): client.schedule_task(f"ident_{kind}", {"crash_until": crash})
             for kind in VARIANTS for crash in (0, 2)}
@@ -78,24 +55,10 @@ def test_job_id_task_and_attempt(tasks_dir: Path, client: pgcc.Client,
 
 # --- schedule_task --------------------------------------------------------------------------
 
-SPAWNER = '''
-import pgcc
-
-ASYNC def run(params, ctx):
-    kwargs = {k: params[k] for k in ("queue", "after") if k in params}
-    ids = []
-    for i in range(params.get("count", 1)):
-        ids.append(AWAIT ctx.schedule_task("target", {"n": i, "from": ctx.job_id}, **kwargs))
-    assert all(type(i) is int for i in ids)
-    return {"jobs": ids}
-'''
-
-
 def test_schedule_task_into_the_same_schema(tasks_dir: Path, client: pgcc.Client,
                                             db: psycopg.Connection[Any], schema_name: str,
                                             start_worker: WorkerFactory) -> None:
-    for kind in VARIANTS:
-        write_task(tasks_dir, f"spawn_{kind}", variant(SPAWNER, kind))
+    copy_tasks(tasks_dir, CTX_TASKS, *(f"spawn_{kind}" for kind in VARIANTS))
     start_worker(tasks_dir, *FAST)
     parents = {kind: client.schedule_task(f"spawn_{kind}", {"count": 2, "after": 100})
                for kind in VARIANTS}
@@ -118,21 +81,11 @@ def test_schedule_task_into_the_same_schema(tasks_dir: Path, client: pgcc.Client
     assert job_ids(db, schema_name) == sorted(all_ids)
 
 
-SERIAL_TARGET = '''
-import time
-
-def run(params, ctx):
-    started = time.time()
-    time.sleep(0.2)
-    return {"n": params["n"], "started": started, "finished": time.time()}
-'''
-
-
 def test_schedule_task_into_a_queue(tasks_dir: Path, client: pgcc.Client,
                                     start_worker: WorkerFactory) -> None:
-    write_task(tasks_dir, "target", SERIAL_TARGET)
-    for kind in VARIANTS:
-        write_task(tasks_dir, f"spawn_{kind}", variant(SPAWNER, kind))
+    # target here takes 0.2 s and says when it started and finished.
+    copy_tasks(tasks_dir, CTX_TASKS, *(f"spawn_{kind}" for kind in VARIANTS),
+               target="serial_target")
     start_worker(tasks_dir, *FAST)
     parents = {kind: client.schedule_task(f"spawn_{kind}", {"count": 3, "queue": f"ctx-{kind}"})
                for kind in VARIANTS}
@@ -148,32 +101,7 @@ def test_schedule_task_into_a_queue(tasks_dir: Path, client: pgcc.Client,
             assert before.result["finished"] <= after.result["started"]
 
 
-REFUSED = '''
-import pgcc
-
-CASES = {
-    "set": lambda: ("target", {"ids": {"a": [1, {2, 3}]}}, {}),
-    "nan": lambda: ("target", {"x": float("nan")}, {}),
-    "nul": lambda: ("target", {"x": "a\\x00b"}, {}),
-    "empty task": lambda: ("", {}, {}),
-    "long queue": lambda: ("target", {}, {"queue": "q" * 201}),
-    "at and after": lambda: ("target", {}, {"after": 5, "at": __import__("datetime").datetime.now(
-        __import__("datetime").timezone.utc)}),
-    "negative after": lambda: ("target", {}, {"after": -1}),
-    "not an object": lambda: ("target", [1, 2], {}),
-}
-
-ASYNC def run(params, ctx):
-    task, parameters, kwargs = CASES[params["case"]]()
-    try:
-        AWAIT ctx.schedule_task(task, parameters, **kwargs)
-    except pgcc.ScheduleError:
-        raise  # fails the job with this error
-    except Exception as exc:
-        raise AssertionError(f"not a pgcc.ScheduleError: {exc!r}") from exc
-    return "scheduled?"
-'''
-
+# What the task refused_<kind> schedules (params["case"]), and the error it fails with.
 REFUSALS = {
     "set": "ParameterTypeError: parameters: ids.a[1] is a set",
     "nan": "ScheduleError: parameters: x is nan",
@@ -189,8 +117,7 @@ REFUSALS = {
 def test_schedule_task_applies_the_rules_of_every_door(
         tasks_dir: Path, client: pgcc.Client, db: psycopg.Connection[Any],
         schema_name: str, start_worker: WorkerFactory) -> None:
-    for kind in VARIANTS:
-        write_task(tasks_dir, f"refused_{kind}", variant(REFUSED, kind))
+    copy_tasks(tasks_dir, CTX_TASKS, *(f"refused_{kind}" for kind in VARIANTS))
     start_worker(tasks_dir, *FAST)
     jobs = {(kind, case): client.schedule_task(f"refused_{kind}", {"case": case})
             for kind in VARIANTS for case in REFUSALS}
@@ -206,42 +133,9 @@ def test_schedule_task_applies_the_rules_of_every_door(
 
 # --- taskstate ----------------------------------------------------------------------------
 
-STATEFUL = '''
-import pgcc
-
-ASYNC def run(params, ctx):
-    state = AWAIT ctx.taskstate.get(params["state_id"])
-    seen = state.status
-    state.status = "complete"
-    state.tries_remaining = 4
-    state.data = {"job_id": ctx.job_id, "seen": seen, "list": [1, "two"]}
-    AWAIT state.save()
-    again = AWAIT ctx.taskstate.get(params["state_id"])
-    read_back = [again.status, again.tries_remaining, again.data]
-
-    other = AWAIT ctx.taskstate.get(params["state_id"])
-    other.status = "failed"
-    AWAIT again.save()
-    try:
-        AWAIT other.save()
-        stale = "no error"
-    except pgcc.StaleTaskStateError:
-        stale = "StaleTaskStateError"
-    try:
-        again.status = "completed"
-        AWAIT again.save()
-        typo = "no error"
-    except pgcc.TaskStateError:
-        typo = "TaskStateError"
-    return {"read_back": read_back,
-            "stale": stale, "typo": typo}
-'''
-
-
 def test_taskstate_get_and_save(tasks_dir: Path, client: pgcc.Client,
                                 start_worker: WorkerFactory) -> None:
-    for kind in VARIANTS:
-        write_task(tasks_dir, f"stateful_{kind}", variant(STATEFUL, kind))
+    copy_tasks(tasks_dir, CTX_TASKS, *(f"stateful_{kind}" for kind in VARIANTS))
     start_worker(tasks_dir, *FAST)
     jobs = {kind: client.schedule_task(f"stateful_{kind}", {"state_id": f"ctx:{kind}"})
             for kind in VARIANTS}

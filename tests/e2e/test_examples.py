@@ -6,6 +6,7 @@ body once when its job is delivered twice.
 from __future__ import annotations
 
 import itertools
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from psycopg import sql
 
 import pgcc
 from tests import workers
-from tests.workers import WorkerFactory, finished, job_states, wait_for, write_task
+from tests.paths import MISC_TASKS
+from tests.workers import WorkerFactory, copy_tasks, finished, job_states, wait_for
 
 FAST = (*workers.FAST, "--concurrency", "4")
 
@@ -237,41 +239,15 @@ def test_taskstate_pattern_retries_until_tries_run_out(
     assert client.taskstate.get("order-4.effect").status == "pending"  # never charged
 
 
-# The pattern's own code, with a crash (no response: the worker runs the job again) put
-# at one point of its first attempt.
-CRASHING = '''
-import importlib.util, os
-
-spec = importlib.util.spec_from_file_location("taskstate_pattern_under_test", {path!r})
-pattern = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(pattern)
-original_body = pattern.body
-
-def crashing_body(params, ctx, failures):
-    if ctx.attempt == 1 and params["crash"] == "before body":
-        os._exit(1)
-    result = original_body(params, ctx, failures)
-    if ctx.attempt == 1 and params["crash"] == "after body":
-        os._exit(1)
-    return result
-
-pattern.body = crashing_body
-max_attempts = 3
-
-def run(params, ctx):
-    return pattern.run(params, ctx)
-'''
-
-
 @pytest.mark.parametrize("crash", ["before body", "after body"])
 def test_taskstate_pattern_started_previously(crash: str, tasks_dir: Path, tmp_path: Path,
                                               client: pgcc.Client,
                                               start_worker: WorkerFactory) -> None:
     """A first attempt saves `started`, then crashes; the retry takes the pattern's
     "started previously" branch, and the body's effect happens exactly once."""
-    test_tasks = tmp_path / "tasks"
-    write_task(test_tasks, "crashing_pattern",
-               CRASHING.format(path=str(tasks_dir / "taskstate_pattern.py")))
+    # The pattern's own code, with a crash at one point of its first attempt.
+    test_tasks = copy_tasks(tmp_path / "tasks", MISC_TASKS, "crashing_pattern")
+    shutil.copy(tasks_dir / "taskstate_pattern.py", test_tasks / "_taskstate_pattern.py")
     start_worker(test_tasks, *FAST)
     job_id = client.schedule_task("crashing_pattern", {"state_id": "order-5", "crash": crash})
     job = finished(client, job_id)

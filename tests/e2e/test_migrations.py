@@ -14,7 +14,8 @@ import pytest
 from psycopg import sql
 
 from pgcc import schema
-from tests.workers import PGCC, WorkerFactory, all_jobs_final, wait_for, write_task
+from tests.paths import MISC_TASKS, PGCC
+from tests.workers import WorkerFactory, all_jobs_final, copy_tasks, wait_for
 
 # The version before per-queue heads (migration 0007).
 BEFORE_QUEUE_HEADS = 6
@@ -76,8 +77,7 @@ def test_jobs_queued_before_the_upgrade_run_after_it_in_order(
     assert upgraded.returncode == 0, upgraded.stderr
     assert schema.current_version(db, old_schema) == max(m.version for m in schema.migrations())
 
-    tasks = tmp_path / "tasks"
-    write_task(tasks, "log", "import time\n\ndef run(params):\n    time.sleep(0.01)\n")
+    tasks = copy_tasks(tmp_path / "tasks", MISC_TASKS, "log")
     worker = WorkerFactory(pg_dsn, old_schema, tmp_path)
     try:
         worker(tasks, "--concurrency", "4")
@@ -112,8 +112,7 @@ def test_an_upgrade_waits_until_older_workers_have_stopped(
     assert "stop them" in lines[0]
     assert schema.current_version(db, old_schema) == BEFORE_QUEUE_HEADS
 
-    tasks = tmp_path / "tasks"
-    write_task(tasks, "t", "def run(params):\n    pass\n")
+    tasks = copy_tasks(tmp_path / "tasks", MISC_TASKS, "t")
     worker = WorkerFactory(pg_dsn, old_schema, tmp_path)(tasks)
     assert worker.process.wait(60) == 2
     assert "still run on it" in worker.log()
@@ -128,8 +127,7 @@ def test_an_upgrade_waits_until_older_workers_have_stopped(
 
 def test_a_worker_told_not_to_migrate_refuses_an_older_schema(
         pg_dsn: str, old_schema: str, tmp_path: Path) -> None:
-    tasks = tmp_path / "tasks"
-    write_task(tasks, "t", "def run(params):\n    pass\n")
+    tasks = copy_tasks(tmp_path / "tasks", MISC_TASKS, "t")
     worker = WorkerFactory(pg_dsn, old_schema, tmp_path)(tasks, "--no-migrate")
     assert worker.process.wait(60) == 2
     assert "older than this pgcc" in worker.log() and "pgcc migrate" in worker.log()

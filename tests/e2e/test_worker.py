@@ -26,38 +26,25 @@ from psycopg.rows import dict_row
 import pgcc
 from tests import logged_task
 from tests.helpers import q
-from tests.paths import PGCC
+from tests.paths import PGCC, WORKER_TASKS
 from tests.workers import (
     FAST,
     WorkerFactory,
     WorkerProcess,
     all_jobs_final,
+    copy_tasks,
     job_states,
     print_worker_logs,
     wait_for,
     write_task,
 )
 
-# Prepended to task modules: append one JSON line per event to a file.
-RECORD = '''
-import json, os, time
+OK_SOURCE = (WORKER_TASKS / "ok.py").read_text()
 
-def record(path, **fields):
-    fields.setdefault("pid", os.getpid())
-    fields.setdefault("t", time.time())
-    with open(path, "a") as f:
-        f.write(json.dumps(fields) + "\\n")
-'''
 
-OK_TASK = "def run(params):\n    return {'ok': True}\n"
-
-SLEEP_TASK = RECORD + '''
-def run(params, ctx):
-    record(params["log"], event="start", job=ctx.job_id, attempt=ctx.attempt)
-    time.sleep(params["seconds"])
-    record(params["log"], event="end", job=ctx.job_id, attempt=ctx.attempt)
-    return "slept"
-'''
+def tasks_of(tmp_path: Path, *names: str, **renamed: str) -> Path:
+    """A tasks folder holding just these modules of tests/tasks/worker."""
+    return copy_tasks(tmp_path / "tasks", WORKER_TASKS, *names, **renamed)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -159,22 +146,7 @@ def pgcc_status(dsn: str, schema: str) -> dict[str, Any]:
 def test_sync_and_async_run_with_and_without_ctx(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
-    tasks = tmp_path / "tasks"
-    write_task(tasks, "sync_plain", "def run(params):\n    return {'got': params}\n")
-    write_task(tasks, "sync_ctx", (
-        "def run(params, ctx):\n"
-        "    return {'got': params, 'job_id': ctx.job_id, 'task': ctx.task,"
-        " 'attempt': ctx.attempt}\n"))
-    write_task(tasks, "async_plain", (
-        "import asyncio\n"
-        "async def run(params):\n"
-        "    await asyncio.sleep(0.01)\n"
-        "    return [params['n'], None, True, 'x']\n"))
-    write_task(tasks, "async_ctx", (
-        "import asyncio\n"
-        "async def run(params, ctx):\n"
-        "    await asyncio.sleep(0.01)\n"
-        "    return {'job_id': ctx.job_id, 'task': ctx.task, 'attempt': ctx.attempt}\n"))
+    tasks = tasks_of(tmp_path, "sync_plain", "sync_ctx", "async_plain", "async_ctx")
     params = {"n": 7, "nested": {"list": [1, 2.5, None, "é"]}, "secret": "s3cr3t-value"}
     ids = {name: client.schedule_task(name, params, queue="q1" if "ctx" in name else None)
            for name in ("sync_plain", "sync_ctx", "async_plain", "async_ctx")}
@@ -212,18 +184,8 @@ def test_sync_and_async_run_with_and_without_ctx(
 def test_raised_exception_is_failed_with_traceback_and_not_retried(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
-    tasks = tmp_path / "tasks"
+    tasks = tasks_of(tmp_path, "boom", "aboom", "ok")
     runs = tmp_path / "runs.jsonl"
-    write_task(tasks, "boom", RECORD + (
-        "def helper_that_raises(n):\n"
-        "    raise ValueError(f'bad value {n}')\n"
-        "def run(params):\n"
-        "    record(params['log'], event='run')\n"
-        "    helper_that_raises(params['n'])\n"))
-    write_task(tasks, "aboom", (
-        "async def run(params, ctx):\n"
-        "    raise KeyError('missing thing')\n"))
-    write_task(tasks, "ok", OK_TASK)
     failing = client.schedule_task("boom", {"n": 42, "log": str(runs)})
     async_failing = client.schedule_task("aboom", {})
     worker = start_worker(tasks, *FAST)
@@ -256,22 +218,10 @@ def test_raised_exception_is_failed_with_traceback_and_not_retried(
 def test_results_and_errors_postgresql_cannot_store_fail_the_job_not_the_worker(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
-    tasks = tmp_path / "tasks"
-    returns = {
-        "nul_result": "'a\\x00b'",
-        "surrogate_result": "{'s': b'\\xff'.decode('utf-8', 'surrogateescape')}",
-        "nan_result": "{'x': float('nan')}",
-        "set_result": "{1, 2}",
-        "too_deep_result": "functools.reduce(lambda inner, _: [inner], range(5000), [])",
-    }
-    for name, value in returns.items():
-        write_task(tasks, name, f"import functools\ndef run(params):\n    return {value}\n")
-    write_task(tasks, "nul_error", "def run(params):\n    raise ValueError('bad \\x00 byte')\n")
-    write_task(tasks, "surrogate_error", (
-        "def run(params):\n"
-        "    raise ValueError(b'\\xff'.decode('utf-8', 'surrogateescape'))\n"))
-    # Text that merely looks like a NUL escape is fine.
-    write_task(tasks, "lookalike", "def run(params):\n    return '\\\\u0000 \\U0001F600'\n")
+    # Each returns what its name says (see tests/tasks/worker).
+    returns = ["nul_result", "surrogate_result", "nan_result", "set_result", "too_deep_result"]
+    # Text that merely looks like a NUL escape is fine: lookalike.
+    tasks = tasks_of(tmp_path, *returns, "nul_error", "surrogate_error", "lookalike")
     names = [*returns, "nul_error", "surrogate_error", "lookalike"]
     ids = {name: client.schedule_task(name, {}) for name in names}
     worker = start_worker(tasks, *FAST, "--concurrency", "1")
@@ -294,26 +244,19 @@ def test_results_and_errors_postgresql_cannot_store_fail_the_job_not_the_worker(
 # --- no response: crashes ------------------------------------------------------------------
 
 
+# Task (see tests/tasks/worker) and how its crash is told.
 CRASHES = {
-    "crash_exit": ("import os\n", "os._exit(1)", "exited with code 1"),
-    "crash_kill": ("import os, signal\n", "os.kill(os.getpid(), signal.SIGKILL)",
-                   "killed by SIGKILL"),
-    "crash_oom": ("", "raise MemoryError()", "out of memory"),
+    "crash_exit": "exited with code 1",  # os._exit(1)
+    "crash_kill": "killed by SIGKILL",  # kills itself
+    "crash_oom": "out of memory",  # raises MemoryError
 }
 
 
 def test_crashes_are_retried_after_backoff_then_dead(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
-    tasks = tmp_path / "tasks"
+    tasks = tasks_of(tmp_path, *CRASHES, "ok")
     runs = tmp_path / "runs.jsonl"
-    for name, (imports, crash, _reason) in CRASHES.items():
-        write_task(tasks, name, RECORD + imports + (
-            "max_attempts = 2\n"
-            "def run(params, ctx):\n"
-            "    record(params['log'], job=ctx.job_id, attempt=ctx.attempt)\n"
-            f"    {crash}\n"))
-    write_task(tasks, "ok", OK_TASK)
     crashing = {name: client.schedule_task(name, {"log": str(runs)}) for name in CRASHES}
     worker = start_worker(tasks, *FAST, "--concurrency", "2")
 
@@ -324,7 +267,7 @@ def test_crashes_are_retried_after_backoff_then_dead(
                        30, f"{name} to crash once")
         if row["state"] == "queued":
             assert row["attempts"] == 1
-            assert CRASHES[name][2] in row["error"]
+            assert CRASHES[name] in row["error"]
             failed_at = dt.datetime.fromisoformat(row["attempt_errors"][0]["at"])
             backoff = (row["run_at"] - failed_at).total_seconds()
             assert 0.85 <= backoff <= 1.15, backoff
@@ -340,7 +283,7 @@ def test_crashes_are_retried_after_backoff_then_dead(
         by_job[rec["job"]].append(rec)
     for name, job_id in crashing.items():
         row = job(db, schema_name, job_id)
-        reason = CRASHES[name][2]
+        reason = CRASHES[name]
         assert row["state"] == "dead", (name, row)
         assert row["attempts"] == 2
         assert row["finished_at"] is not None
@@ -366,14 +309,8 @@ def test_a_crashed_job_runs_again_after_its_backoff_without_waiting_for_a_poll(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
     """A retry announces nothing: the worker that wrote it sets its own timer for it."""
-    tasks = tmp_path / "tasks"
+    tasks = tasks_of(tmp_path, "crash_once")
     runs = tmp_path / "runs.jsonl"
-    write_task(tasks, "crash_once", RECORD + (
-        "import os\n"
-        "def run(params, ctx):\n"
-        "    record(params['log'], attempt=ctx.attempt)\n"
-        "    if ctx.attempt == 1:\n"
-        "        os._exit(1)\n"))
     worker = start_worker(tasks, "--lease", "2", "--poll-interval", "30")
     wait_ready(worker)
     job_id = client.schedule_task("crash_once", {"log": str(runs)})
@@ -389,16 +326,8 @@ def test_a_crashed_job_runs_again_after_its_backoff_without_waiting_for_a_poll(
 def test_task_timeout_kills_and_retries_then_dead(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
-    tasks = tmp_path / "tasks"
+    tasks = tasks_of(tmp_path, "slow", "ok")  # slow: a timeout of 1 s, sleeps 30 s
     runs = tmp_path / "runs.jsonl"
-    write_task(tasks, "slow", RECORD + (
-        "timeout = 1\n"
-        "max_attempts = 2\n"
-        "def run(params, ctx):\n"
-        "    record(params['log'], job=ctx.job_id, attempt=ctx.attempt)\n"
-        "    time.sleep(30)\n"
-        "    record(params['log'], job=ctx.job_id, attempt=ctx.attempt, event='woke')\n"))
-    write_task(tasks, "ok", OK_TASK)
     slow = client.schedule_task("slow", {"log": str(runs)})
     worker = start_worker(tasks, *FAST, "--concurrency", "2")
 
@@ -426,10 +355,9 @@ def test_task_timeout_kills_and_retries_then_dead(
 def test_cli_timeout_is_the_default_and_a_task_timeout_wins(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
-    tasks = tmp_path / "tasks"
+    # Both sleep params["seconds"]; sleepy has one attempt, patient a timeout of 20 s.
+    tasks = tasks_of(tmp_path, "sleepy", "patient")
     log = tmp_path / "runs.jsonl"
-    write_task(tasks, "sleepy", "max_attempts = 1\n" + SLEEP_TASK)
-    write_task(tasks, "patient", "timeout = 20\n" + SLEEP_TASK)
     sleepy = client.schedule_task("sleepy", {"log": str(log), "seconds": 30})
     patient = client.schedule_task("patient", {"log": str(log), "seconds": 2})
     start_worker(tasks, *FAST, "--concurrency", "2", "--timeout", "1")
@@ -446,8 +374,7 @@ def test_cli_timeout_is_the_default_and_a_task_timeout_wins(
 def test_unknown_task_stays_queued_and_visible(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, pg_dsn: str,
         client: pgcc.Client, start_worker: WorkerFactory) -> None:
-    tasks = tmp_path / "tasks"
-    write_task(tasks, "ok", OK_TASK)
+    tasks = tasks_of(tmp_path, "ok")
     unknown = client.schedule_task("nosuchtask", {"a": 1})
     unknown_in_queue = client.schedule_task("nosuchtask", {"a": 2}, queue="other")
     # Queue order is strict: a known task behind it in its queue waits for it.
@@ -473,12 +400,13 @@ def test_unknown_task_stays_queued_and_visible(
 def test_broken_modules_are_reported_and_the_others_run(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
+    # Broken on purpose: each module's text is the point.
     tasks = tmp_path / "tasks"
     write_task(tasks, "syntax_broken", "def run(params:\n    return 1\n")
-    write_task(tasks, "import_broken", "import no_such_module_pgcc_xyz\n" + OK_TASK)
-    write_task(tasks, "raises_on_import", "raise RuntimeError('config missing')\n" + OK_TASK)
+    write_task(tasks, "import_broken", "import no_such_module_pgcc_xyz\n" + OK_SOURCE)
+    write_task(tasks, "raises_on_import", "raise RuntimeError('config missing')\n" + OK_SOURCE)
     write_task(tasks, "no_run", "x = 1\n")
-    write_task(tasks, "ok", OK_TASK)
+    copy_tasks(tasks, WORKER_TASKS, "ok")
     broken = client.schedule_task("syntax_broken", {})
     ok = client.schedule_task("ok", {})
     worker = start_worker(tasks, *FAST)
@@ -508,9 +436,8 @@ def test_broken_modules_are_reported_and_the_others_run(
 def test_sigterm_lets_a_running_job_finish_within_grace(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
-    tasks = tmp_path / "tasks"
+    tasks = tasks_of(tmp_path, "sleeper")
     log = tmp_path / "runs.jsonl"
-    write_task(tasks, "sleeper", SLEEP_TASK)
     job_id = client.schedule_task("sleeper", {"log": str(log), "seconds": 2})
     worker = start_worker(tasks, *FAST, "--concurrency", "2", "--grace", "20")
     wait_for(lambda: records(log), 30, "the job to start")
@@ -530,9 +457,8 @@ def test_sigterm_lets_a_running_job_finish_within_grace(
 def test_sigterm_past_grace_puts_the_job_back_and_leaves_no_process(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
-    tasks = tmp_path / "tasks"
+    tasks = tasks_of(tmp_path, "sleeper")
     log = tmp_path / "runs.jsonl"
-    write_task(tasks, "sleeper", SLEEP_TASK)
     job_id = client.schedule_task("sleeper", {"log": str(log), "seconds": 30}, queue="q")
     behind = client.schedule_task("sleeper", {"log": str(log), "seconds": 0}, queue="q")
     worker = start_worker(tasks, *FAST, "--concurrency", "3", "--grace", "0.5")
@@ -567,17 +493,8 @@ def test_sigterm_past_grace_puts_the_job_back_and_leaves_no_process(
 def test_a_job_put_back_at_shutdown_does_not_use_up_its_attempts(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
-    tasks = tmp_path / "tasks"
+    tasks = tasks_of(tmp_path, "flaky")
     log = tmp_path / "runs.jsonl"
-    write_task(tasks, "flaky", RECORD + (
-        "max_attempts = 2\n"
-        "def run(params, ctx):\n"
-        "    record(params['log'], attempt=ctx.attempt)\n"
-        "    if ctx.attempt == 1:\n"
-        "        time.sleep(30)\n"
-        "    if ctx.attempt == 2:\n"
-        "        os._exit(1)\n"
-        "    return ctx.attempt\n"))
     job_id = client.schedule_task("flaky", {"log": str(log)})
     first = start_worker(tasks, *FAST, "--grace", "0.2")
     wait_for(lambda: records(log), 30, "the first attempt to start")
@@ -602,9 +519,8 @@ def test_a_job_put_back_at_shutdown_does_not_use_up_its_attempts(
 def test_second_sigint_stops_at_once_and_loses_nothing(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
-    tasks = tmp_path / "tasks"
+    tasks = tasks_of(tmp_path, "sleeper")
     log = tmp_path / "runs.jsonl"
-    write_task(tasks, "sleeper", SLEEP_TASK)
     ids = [client.schedule_task("sleeper", {"log": str(log), "seconds": 60}) for _ in range(2)]
     waiting = client.schedule_task("sleeper", {"log": str(log), "seconds": 60})
     worker = start_worker(tasks, *FAST, "--concurrency", "2", "--grace", "120")
@@ -630,8 +546,7 @@ def test_second_sigint_stops_at_once_and_loses_nothing(
 def test_delayed_jobs_start_on_time(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, pg_dsn: str,
         client: pgcc.Client, start_worker: WorkerFactory) -> None:
-    tasks = tmp_path / "tasks"
-    write_task(tasks, "ok", OK_TASK)
+    tasks = tasks_of(tmp_path, "ok")
     # A long poll interval: only the worker's timer for the next delayed job is on time.
     worker = start_worker(tasks, "--lease", "2", "--poll-interval", "10")
     wait_ready(worker)
@@ -651,24 +566,8 @@ def test_delayed_jobs_start_on_time(
 def test_tasks_schedule_other_tasks_from_run(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
-    tasks = tmp_path / "tasks"
-    write_task(tasks, "parent_sync", (
-        "def run(params, ctx):\n"
-        "    return ctx.schedule_task('child', {'from': ctx.job_id, 'kind': 'sync'},"
-        " queue='children')\n"))
-    write_task(tasks, "parent_async", (
-        "async def run(params, ctx):\n"
-        "    return await ctx.schedule_task('child', {'from': ctx.job_id, 'kind': 'async'},"
-        " after=100)\n"))
-    write_task(tasks, "child", (
-        "def run(params, ctx):\n"
-        "    return {'params': params, 'me': ctx.job_id}\n"))
-    # A long chain through itself: how a long job is split into pieces.
-    write_task(tasks, "countdown", (
-        "def run(params, ctx):\n"
-        "    if params['n'] > 0:\n"
-        "        ctx.schedule_task(ctx.task, {'n': params['n'] - 1})\n"
-        "    return params['n']\n"))
+    # countdown, a long chain through itself: how a long job is split into pieces.
+    tasks = tasks_of(tmp_path, "parent_sync", "parent_async", "child", "countdown")
     parents = {kind: client.schedule_task(f"parent_{kind}", {}) for kind in ("sync", "async")}
     client.schedule_task("countdown", {"n": 5})
     start_worker(tasks, *FAST, "--concurrency", "2")
@@ -770,8 +669,8 @@ def test_a_queue_whose_tasks_live_on_different_workers_runs_in_order(
     next poll: polls are 30 s apart here), and the queue keeps its order."""
     first, second = tmp_path / "first", tmp_path / "second"
     log = tmp_path / "runs.jsonl"
-    write_task(first, "ping", SLEEP_TASK)
-    write_task(second, "pong", SLEEP_TASK)
+    copy_tasks(first, WORKER_TASKS, ping="sleeper")
+    copy_tasks(second, WORKER_TASKS, pong="sleeper")
     slow_poll = ("--lease", "2", "--poll-interval", "30")
     for tasks in (first, second):
         wait_ready(start_worker(tasks, *slow_poll, "--concurrency", "2"))
@@ -793,8 +692,7 @@ def test_cancelling_a_head_no_worker_can_run_unblocks_its_queue(
         client: pgcc.Client, start_worker: WorkerFactory) -> None:
     """A typo'd task at the head of a queue holds up the jobs behind it; once
     it is cancelled, the queue runs on."""
-    tasks = tmp_path / "tasks"
-    write_task(tasks, "ok", OK_TASK)
+    tasks = tasks_of(tmp_path, "ok")
     typo = client.schedule_task("okk", {}, queue="q")
     behind = [client.schedule_task("ok", {}, queue="q") for _ in range(3)]
     wait_ready(start_worker(tasks, *FAST))
@@ -821,8 +719,7 @@ def test_the_package_and_the_command_entry_import_no_client() -> None:
 def test_children_are_reused_across_jobs(
         tmp_path: Path, db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
         start_worker: WorkerFactory) -> None:
-    tasks = tmp_path / "tasks"
-    write_task(tasks, "pid", "import os\ndef run(params):\n    return os.getpid()\n")
+    tasks = tasks_of(tmp_path, "pid")
     ids = [client.schedule_task("pid", {}) for _ in range(5)]
     worker = start_worker(tasks, *FAST, "--concurrency", "1")
     wait_final(db, schema_name)
@@ -835,10 +732,7 @@ def test_jobs_waiting_behind_a_crash_go_back_unstarted(
         start_worker: WorkerFactory) -> None:
     """Fast jobs are sent to a child several at a time; when one of them crashes the
     child, those behind it never ran: they go back keeping attempt 1, not counted."""
-    tasks = tmp_path / "tasks"
-    write_task(tasks, "quick", OK_TASK)
-    write_task(tasks, "crash", "import os\nmax_attempts = 1\n"
-                               "def run(params):\n    os._exit(3)\n")
+    tasks = tasks_of(tmp_path, "quick", "crash")  # crash: os._exit(3), one attempt
     worker = start_worker(tasks, *FAST, "--concurrency", "1", "--prefetch", "3")
     # Enough quick jobs first for the worker to see that its jobs are fast.
     warm = [client.schedule_task("quick", {}) for _ in range(50)]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pgcc
 from tests.helpers import call, grant
-from tests.paths import run_cli
-from tests.workers import WorkerFactory, wait_for, write_task
+from tests.paths import MISC_TASKS, run_cli
+from tests.workers import WorkerFactory, copy_tasks, wait_for
 
 
 def test_a_worker_role_runs_jobs_without_owning_anything(
@@ -17,13 +17,9 @@ def test_a_worker_role_runs_jobs_without_owning_anything(
         tmp_path: Path, start_worker: WorkerFactory) -> None:
     role, dsn = login_role()
     grant(pg_dsn, schema_name, "worker", role)
-    tasks = tmp_path / "tasks"
     # In a queue, beside a queue whose head no worker has: the worker takes the
     # queues in, goes on with their next jobs and records heads, as the role.
-    write_task(tasks, "hello", "def run(params, ctx):\n"
-                              "    ctx.schedule_task('hello', {'n': params['n'] + 1}, queue='q')"
-                              " if params['n'] < 2 else None\n"
-                              "    return params['n']\n")
+    tasks = copy_tasks(tmp_path / "tasks", MISC_TASKS, "hello")
     client.schedule_task("nobody-has-this", {}, queue="blocked")
     job = client.schedule_task("hello", {"n": 0}, queue="q")
     worker = start_worker.start_on(dsn, tasks)
