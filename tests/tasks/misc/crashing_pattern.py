@@ -30,7 +30,7 @@ def crashing_body(params: dict[str, Any], ctx: JobContext, failures: int) -> dic
     return result
 
 
-pattern.body = crashing_body
+pattern.body = crashing_body  # type: ignore[attr-defined]
 max_attempts = 3
 
 

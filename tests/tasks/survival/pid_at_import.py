@@ -1,6 +1,7 @@
 """Appends the pid of every process that imports it to $PGCC_SURVIVAL_PID_FILE."""
 
 import os
+from typing import Any
 
 _path = os.environ.get("PGCC_SURVIVAL_PID_FILE")
 if _path:
@@ -8,5 +9,5 @@ if _path:
         f.write(f"{os.getpid()}\n")
 
 
-def run(params):
+def run(params: dict[str, Any]) -> int:
     return os.getpid()

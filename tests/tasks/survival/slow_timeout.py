@@ -2,12 +2,13 @@
 with one attempt only the job then ends dead."""
 
 import time
+from typing import Any
 
 timeout = 2
 max_attempts = 1
 
 
-def run(params):
+def run(params: dict[str, Any]) -> None:
     with open(params["mark"], "a") as f:
         f.write("started\n")
     time.sleep(3600)
