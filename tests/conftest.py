@@ -93,7 +93,7 @@ def login_role(db: psycopg.Connection[Any], pg_dsn: str) -> Iterator[Callable[[]
         made.append(role)
         params = conninfo_to_dict(pg_dsn)
         params.pop("password", None)
-        return role, make_conninfo(**{**params, "user": role})
+        return role, make_conninfo("", **{**params, "user": role})
 
     yield make
     for role in made:

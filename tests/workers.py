@@ -145,7 +145,7 @@ def wait_for(check: Callable[[], T | None], timeout: float = 30, what: str = "co
 def job_states(conn: psycopg.Connection[Any], schema: str) -> dict[str, int]:
     query = sql.SQL("SELECT state, count(*) FROM {}.jobs GROUP BY state").format(
         sql.Identifier(schema))
-    return dict(conn.execute(query).fetchall())  # type: ignore[arg-type]
+    return dict(conn.execute(query).fetchall())
 
 
 def all_jobs_final(conn: psycopg.Connection[Any], schema: str) -> bool:

@@ -17,6 +17,7 @@ each scenario, `assert_invariants` checks the SPEC's promises from that log:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -92,7 +93,7 @@ class Chaos:
 
     def running_on(self, worker_pid: int) -> list[tuple[int, int, int | None]]:
         """(job id, attempt, child pid once its run has started) of a worker's running jobs."""
-        return self.rows(  # type: ignore[return-value]
+        return self.rows(
             "SELECT j.id, j.attempts, l.pid FROM {jobs} j"
             " JOIN {workers} w ON w.id = j.worker_id"
             " LEFT JOIN {log} l ON l.job_id = j.id AND l.attempt = j.attempts"
@@ -201,7 +202,7 @@ def test_kill_worker_mid_job(chaos: Chaos, start_worker: WorkerFactory) -> None:
                                    [victim_id]),
              timeout=LEASE + 5, what="the dead worker's row to be removed")
     for job_id, attempt, _ in held:
-        again = wait_for(lambda j=job_id, a=attempt: chaos.next_run(j, a), timeout=LEASE + 10,
+        again = wait_for(functools.partial(chaos.next_run, job_id, attempt), timeout=LEASE + 10,
                          what=f"job {job_id} to run again")
         delay = (again - killed_at).total_seconds()
         print(f"job {job_id} ran again {delay:.2f} s after its worker was killed")
@@ -313,7 +314,8 @@ def worker_backends(env: Chaos, worker: WorkerProcess) -> list[int]:
 def test_terminate_worker_connections(chaos: Chaos, start_worker: WorkerFactory) -> None:
     """pg_terminate_backend of every connection of the worker, three times under load:
     it reconnects and finishes everything."""
-    jobs = [(f"t{q}", 0.3) for _ in range(6) for q in range(3)] + [(None, 0.3)] * 6
+    jobs: list[tuple[str | None, float]] = [
+        (f"t{q}", 0.3) for _ in range(6) for q in range(3)] + [(None, 0.3)] * 6
     ids = chaos.schedule(jobs)
     worker = start_worker(chaos.tasks, *FAST, "--concurrency", "3")
     wait_for(lambda: chaos.started(worker.pid, 3), what="3 jobs to run")
@@ -349,7 +351,7 @@ def test_network_cut(chaos: Chaos, start_worker: WorkerFactory) -> None:
         wait_for(lambda: "lease not renewed" in cutoff.log(), timeout=LEASE * 2,
                  what="the cut-off worker to fence itself")
         for job_id, attempt, _ in held:
-            wait_for(lambda j=job_id, a=attempt: chaos.next_run(j, a), timeout=LEASE + 10,
+            wait_for(functools.partial(chaos.next_run, job_id, attempt), timeout=LEASE + 10,
                      what=f"job {job_id} to run again on the other worker")
         assert (chaos.now() - cut_at).total_seconds() > LEASE
         proxy.heal()
@@ -389,8 +391,8 @@ def test_stale_finish_is_fenced(chaos: Chaos) -> None:
         return chaos.conn.execute(queries[name], params).fetchall()
 
     def register() -> int:
-        return run("register_worker", hostname="test", pid=1, tasks=["chaos"], concurrency=1,
-                   lease=LEASE)[0][0]  # type: ignore[no-any-return]
+        return int(run("register_worker", hostname="test", pid=1, tasks=["chaos"],
+                       concurrency=1, lease=LEASE)[0][0])
 
     def claim(worker: int) -> list[tuple[Any, ...]]:
         run("take_in_touched_queues", batch=1000)
@@ -539,8 +541,10 @@ def test_reaper_once_requeues_a_frozen_worker(chaos: Chaos, start_worker: Worker
         assert out.startswith("requeued 2, dead 0, workers removed 1"), out
         taker = start_worker(chaos.tasks, *FAST, "--concurrency", "2", "--no-reaper")
         for job_id, attempt in [(short_job, short_attempt), (long_job, long_attempt)]:
-            wait_for(lambda j=job_id, a=attempt: chaos.one(
-                "SELECT state = 'done' AND attempts > %s FROM {jobs} WHERE id = %s", [a, j]),
+            wait_for(functools.partial(
+                chaos.one,
+                "SELECT state = 'done' AND attempts > %s FROM {jobs} WHERE id = %s",
+                [attempt, job_id]),
                 timeout=LEASE + 15, what=f"job {job_id} to be done again")
     finally:
         frozen.signal(signal.SIGCONT)

@@ -71,7 +71,7 @@ def state_of(db: psycopg.Connection[Any], schema: str, job_id: int) -> str:
 
 def wait_state(db: psycopg.Connection[Any], schema: str, job_id: int, *states: str,
                timeout: float = 30) -> dict[str, Any]:
-    return wait_for(lambda: (row := job(db, schema, job_id))["state"] in states and row,
+    return wait_for(lambda: ((row := job(db, schema, job_id))["state"] in states and row) or None,
                     timeout, f"job {job_id} to be {'/'.join(states)}")
 
 
@@ -262,9 +262,10 @@ def test_crashes_are_retried_after_backoff_then_dead(
 
     # After the first crash: back to queued, attempts 1, due again about 1 s later.
     for name, job_id in crashing.items():
-        row = wait_for(lambda job_id=job_id: (r := job(db, schema_name, job_id))["state"]
-                       in ("queued", "dead") and r["attempts"] >= 1 and r,
-                       30, f"{name} to crash once")
+        def crashed_once(job_id: int = job_id) -> dict[str, Any] | None:
+            r = job(db, schema_name, job_id)
+            return r if r["state"] in ("queued", "dead") and r["attempts"] >= 1 else None
+        row = wait_for(crashed_once, 30, f"{name} to crash once")
         if row["state"] == "queued":
             assert row["attempts"] == 1
             assert CRASHES[name] in row["error"]
@@ -608,7 +609,7 @@ def test_queues_are_exclusive_and_ordered_under_contention(
     assert job_states(db, schema_name) == {"done": len(jobs)}
     rows = db.execute(q(schema_name, "SELECT job_id, queue, started, ended, pid "
                                      "FROM {}.run_log ORDER BY started, job_id")).fetchall()
-    ran = defaultdict(int)
+    ran: dict[int, int] = defaultdict(int)
     for job_id, *_ in rows:
         ran[job_id] += 1
     assert set(ran) == set(ids) and set(ran.values()) == {1}  # every job exactly once

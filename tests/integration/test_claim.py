@@ -259,8 +259,9 @@ def test_outcomes_commit_before_a_claim_that_fails(
 def blocked_queues(client: pgcc.Client, claimer: Claimer, each: int) -> None:
     """`each` queues of each kind a claim cannot take a head of: a task no worker
     has, not due for an hour, and running (with a job waiting behind)."""
-    client.schedule_tasks([{"task": "nobody-runs-this", "queue": f"unknown-{n}"}
-                           for n in range(each)]
+    unknown: list[dict[str, Any]] = [{"task": "nobody-runs-this", "queue": f"unknown-{n}"}
+                                     for n in range(each)]
+    client.schedule_tasks(unknown
                           + [{"task": "t", "queue": f"later-{n}", "after": 3_600_000}
                              for n in range(each)]
                           + [{"task": "t", "queue": f"busy-{n}"} for n in range(each)] * 2)

@@ -251,7 +251,7 @@ GOOD_NAMES = [
 ]
 
 
-def name_args(field: str, name: str) -> dict[str, Any]:
+def name_args(field: str, name: Any) -> dict[str, Any]:
     """schedule_task arguments putting `name` in `field` (task or queue)."""
     return {"task": name} if field == "task" else {"task": "othertask", "queue": name}
 
@@ -260,13 +260,14 @@ def name_args(field: str, name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("text", ["[1, 2]", '"text"', "42", "true", "null"])
-def test_sql_refuses_parameters_not_an_object(db, schema_name, text):
+def test_sql_refuses_parameters_not_an_object(
+        db: psycopg.Connection[Any], schema_name: str, text: str) -> None:
     err = sql_refused(db, schema_name,
                       lambda: sql_schedule(db, schema_name, task="t", parameters=text))
     assert "parameters" in str(err)
 
 
-def test_sql_refuses_sql_null_parameters(db, schema_name):
+def test_sql_refuses_sql_null_parameters(db: psycopg.Connection[Any], schema_name: str) -> None:
     err = sql_refused(db, schema_name,
                       lambda: sql_schedule(db, schema_name, task="t", parameters=None))
     assert "parameters" in str(err)
@@ -277,7 +278,8 @@ def test_sql_refuses_sql_null_parameters(db, schema_name):
     '{"a": {"b": [0, 1, Infinity]}}',
     '{"a": {"b": [0, 1, "nul\\u0000inside"]}}',
 ])
-def test_sql_jsonb_itself_refuses_what_json_cannot_hold(db, schema_name, text):
+def test_sql_jsonb_itself_refuses_what_json_cannot_hold(
+        db: psycopg.Connection[Any], schema_name: str, text: str) -> None:
     # jsonb has no NaN, Infinity or NUL: PostgreSQL refuses them while reading the
     # value, before schedule_task runs, with a data exception of its own (22P02 or
     # 22P05) rather than 22023.
@@ -289,30 +291,31 @@ def test_sql_jsonb_itself_refuses_what_json_cannot_hold(db, schema_name, text):
 
 @pytest.mark.parametrize("field", ["task", "queue"])
 @pytest.mark.parametrize("name", BAD_NAMES)
-def test_sql_refuses_bad_names(db, schema_name, field, name):
+def test_sql_refuses_bad_names(
+        db: psycopg.Connection[Any], schema_name: str, field: str, name: Any) -> None:
     err = sql_refused(db, schema_name,
                       lambda: sql_schedule(db, schema_name, **name_args(field, name)))
     assert field in str(err)
 
 
-def test_sql_refuses_null_task(db, schema_name):
+def test_sql_refuses_null_task(db: psycopg.Connection[Any], schema_name: str) -> None:
     sql_refused(db, schema_name, lambda: sql_schedule(db, schema_name, task=None))
 
 
-def test_sql_refuses_at_and_after_together(db, schema_name):
+def test_sql_refuses_at_and_after_together(db: psycopg.Connection[Any], schema_name: str) -> None:
     at = dt.datetime.now(UTC) + dt.timedelta(hours=1)
     err = sql_refused(db, schema_name,
                       lambda: sql_schedule(db, schema_name, task="t", at=at, after=1000))
     assert "at" in str(err) and "after" in str(err)
 
 
-def test_sql_refuses_negative_after(db, schema_name):
+def test_sql_refuses_negative_after(db: psycopg.Connection[Any], schema_name: str) -> None:
     err = sql_refused(db, schema_name,
                       lambda: sql_schedule(db, schema_name, task="t", after=-1))
     assert "after" in str(err)
 
 
-def test_sql_refuses_infinite_at(db, schema_name):
+def test_sql_refuses_infinite_at(db: psycopg.Connection[Any], schema_name: str) -> None:
     # (A naive time cannot reach the SQL door: `at` is timestamptz, so PostgreSQL
     # reads a zone-less literal in the session's TimeZone before the call.)
     query = sql.SQL("SELECT {}.schedule_task('t', at => 'infinity')").format(
@@ -320,13 +323,13 @@ def test_sql_refuses_infinite_at(db, schema_name):
     sql_refused(db, schema_name, lambda: db.execute(query))
 
 
-def test_parameters_size_helper_is_exact(db):
+def test_parameters_size_helper_is_exact(db: psycopg.Connection[Any]) -> None:
     row = db.execute("SELECT octet_length(%s::jsonb::text)",
                      [json.dumps(doc_of_size(LIMIT))]).fetchone()
     assert row is not None and row[0] == LIMIT
 
 
-def test_sql_parameters_size_limit(db, schema_name):
+def test_sql_parameters_size_limit(db: psycopg.Connection[Any], schema_name: str) -> None:
     over = json.dumps(doc_of_size(LIMIT + 1))
     err = sql_refused(db, schema_name,
                       lambda: sql_schedule(db, schema_name, task="t", parameters=over))
@@ -335,7 +338,8 @@ def test_sql_parameters_size_limit(db, schema_name):
     assert job_row(db, schema_name, job_id)["parameters"] == doc_of_size(LIMIT)
 
 
-def test_sql_parameters_size_limit_is_configurable(db, schema_name):
+def test_sql_parameters_size_limit_is_configurable(
+        db: psycopg.Connection[Any], schema_name: str) -> None:
     db.execute(sql.SQL("UPDATE {}.settings SET value = '100' WHERE key = 'max_parameters_bytes'")
                .format(sql.Identifier(schema_name)))
     sql_refused(db, schema_name, lambda: sql_schedule(
@@ -343,7 +347,7 @@ def test_sql_parameters_size_limit_is_configurable(db, schema_name):
     sql_schedule(db, schema_name, task="t", parameters=json.dumps(doc_of_size(100)))
 
 
-def test_sql_schedules_a_job(db, schema_name):
+def test_sql_schedules_a_job(db: psycopg.Connection[Any], schema_name: str) -> None:
     job_id = sql_schedule(db, schema_name, task="othertask", parameters='{"myvalue": 42}',
                           queue="billing")
     assert isinstance(job_id, int)
@@ -355,7 +359,7 @@ def test_sql_schedules_a_job(db, schema_name):
     assert_created_about_now(row)
 
 
-def test_sql_defaults(db, schema_name):
+def test_sql_defaults(db: psycopg.Connection[Any], schema_name: str) -> None:
     query = sql.SQL("SELECT {}.schedule_task('othertask')").format(sql.Identifier(schema_name))
     row = db.execute(query).fetchone()
     assert row is not None
@@ -363,20 +367,21 @@ def test_sql_defaults(db, schema_name):
     assert job["parameters"] == {} and job["queue"] is None
 
 
-def test_sql_after_delays_the_job(db, schema_name):
+def test_sql_after_delays_the_job(db: psycopg.Connection[Any], schema_name: str) -> None:
     job = job_row(db, schema_name, sql_schedule(db, schema_name, task="t", after=5000))
     assert job["run_at"] - job["created_at"] == dt.timedelta(milliseconds=5000)
     assert_created_about_now(job)
 
 
-def test_sql_at_in_the_past_runs_as_soon_as_possible(db, schema_name):
+def test_sql_at_in_the_past_runs_as_soon_as_possible(
+        db: psycopg.Connection[Any], schema_name: str) -> None:
     at = dt.datetime.now(UTC) - dt.timedelta(hours=3)
     job = job_row(db, schema_name, sql_schedule(db, schema_name, task="t", at=at))
     assert job["scheduled_at"] == job["run_at"] == job["created_at"]
     assert_created_about_now(job)
 
 
-def test_sql_at_in_the_future(db, schema_name):
+def test_sql_at_in_the_future(db: psycopg.Connection[Any], schema_name: str) -> None:
     at = dt.datetime.now(UTC).replace(microsecond=0) + dt.timedelta(hours=1)
     job = job_row(db, schema_name, sql_schedule(db, schema_name, task="t", at=at))
     assert job["run_at"] == job["scheduled_at"] == at
@@ -384,13 +389,15 @@ def test_sql_at_in_the_future(db, schema_name):
 
 @pytest.mark.parametrize("field", ["task", "queue"])
 @pytest.mark.parametrize("name", GOOD_NAMES)
-def test_sql_accepts_good_names_verbatim(db, schema_name, field, name):
+def test_sql_accepts_good_names_verbatim(
+        db: psycopg.Connection[Any], schema_name: str, field: str, name: Any) -> None:
     job = job_row(db, schema_name, sql_schedule(db, schema_name, **name_args(field, name)))
     assert job[field] == name
     assert count_jobs(db, schema_name) == 1
 
 
-def test_sql_schedule_inside_a_transaction(pg_dsn, db, schema_name):
+def test_sql_schedule_inside_a_transaction(
+        pg_dsn: str, db: psycopg.Connection[Any], schema_name: str) -> None:
     with psycopg.connect(pg_dsn) as conn:
         sql_schedule(conn, schema_name, task="t")
         assert count_jobs(db, schema_name) == 0
@@ -403,7 +410,7 @@ def test_sql_schedule_inside_a_transaction(pg_dsn, db, schema_name):
 # SQL bulk door
 
 
-def test_sql_bulk_returns_ids_in_order(db, schema_name):
+def test_sql_bulk_returns_ids_in_order(db: psycopg.Connection[Any], schema_name: str) -> None:
     jobs = [
         {"task": "t0", "parameters": {"n": 0}},
         {"task": "t1", "parameters": {"n": 1}, "queue": "q", "after": 1000},
@@ -437,7 +444,8 @@ BAD_BULK_ELEMENTS_SQL = [
 
 @pytest.mark.parametrize("position", [0, 3])
 @pytest.mark.parametrize("bad", BAD_BULK_ELEMENTS_SQL)
-def test_sql_bulk_refuses_the_whole_batch(db, schema_name, position, bad):
+def test_sql_bulk_refuses_the_whole_batch(
+        db: psycopg.Connection[Any], schema_name: str, position: int, bad: Any) -> None:
     jobs: list[Any] = [{"task": f"good{i}"} for i in range(4)]
     jobs.insert(position, bad)
     err = sql_refused(db, schema_name, lambda: sql_schedule_many(db, schema_name, jobs))
@@ -447,7 +455,7 @@ def test_sql_bulk_refuses_the_whole_batch(db, schema_name, position, bad):
 # --- Python door ---------------------------------------------------------------------------
 
 
-def test_error_classes():
+def test_error_classes() -> None:
     assert issubclass(pgcc.ScheduleError, pgcc.PgccError)
     assert issubclass(pgcc.ScheduleError, ValueError)
     assert issubclass(pgcc.ParameterTypeError, pgcc.ScheduleError)
@@ -455,14 +463,16 @@ def test_error_classes():
 
 
 @pytest.mark.parametrize(("parameters", "path"), BAD_PARAMETERS_PY)
-def test_python_refuses_bad_parameters(db, door, parameters, path):
+def test_python_refuses_bad_parameters(
+        db: psycopg.Connection[Any], door: PyDoor, parameters: Any, path: str) -> None:
     message = py_refused(db, door, lambda: door.schedule_task("t", parameters))
     assert path in message
 
 
 @pytest.mark.parametrize("field", ["task", "queue"])
 @pytest.mark.parametrize("name", [*BAD_NAMES, NUL_NAME, SURROGATE_NAME])
-def test_python_refuses_bad_names(db, door, field, name):
+def test_python_refuses_bad_names(
+        db: psycopg.Connection[Any], door: PyDoor, field: str, name: Any) -> None:
     args = name_args(field, name)
     message = py_refused(db, door, lambda: door.schedule_task(
         args.pop("task"), {}, **args))
@@ -470,7 +480,8 @@ def test_python_refuses_bad_names(db, door, field, name):
 
 
 @pytest.mark.parametrize("field", ["task", "queue"])
-def test_python_refuses_names_that_are_not_strings(db, door, field):
+def test_python_refuses_names_that_are_not_strings(
+        db: psycopg.Connection[Any], door: PyDoor, field: str) -> None:
     args = name_args(field, 42)
     with pytest.raises(pgcc.PgccError) as info:
         door.schedule_task(args.pop("task"), {}, **args)
@@ -492,24 +503,26 @@ def test_python_refuses_names_that_are_not_strings(db, door, field):
     pytest.param({"after": 1.5}, "after", id="after-float"),
     pytest.param({"after": True}, "after", id="after-bool"),
 ])
-def test_python_refuses_bad_timing(db, door, kwargs, expect):
+def test_python_refuses_bad_timing(
+        db: psycopg.Connection[Any], door: PyDoor, kwargs: dict[str, Any], expect: str) -> None:
     message = py_refused(db, door, lambda: door.schedule_task("t", {}, **kwargs))
     assert expect in message
 
 
-def test_python_parameters_size_limit(db, door):
+def test_python_parameters_size_limit(db: psycopg.Connection[Any], door: PyDoor) -> None:
     message = py_refused(db, door, lambda: door.schedule_task("t", doc_of_size(LIMIT + 1)))
     assert "bytes" in message
     job_id = door.schedule_task("t", doc_of_size(LIMIT))
     assert job_row(db, door.schema, job_id)["parameters"] == doc_of_size(LIMIT)
 
 
-def test_python_accepts_parameters_500_levels_deep(db, door):
+def test_python_accepts_parameters_500_levels_deep(
+        db: psycopg.Connection[Any], door: PyDoor) -> None:
     job_id = door.schedule_task("t", nested(500))
     assert job_row(db, door.schema, job_id)["parameters"] == nested(500)
 
 
-def test_python_schedules_a_job(db, door):
+def test_python_schedules_a_job(db: psycopg.Connection[Any], door: PyDoor) -> None:
     job_id = door.schedule_task("othertask", {"myvalue": 42, "nested": {"list": [1, "two", None,
                                                                          True, 2.5]}},
                                 queue="billing")
@@ -523,7 +536,7 @@ def test_python_schedules_a_job(db, door):
     assert_created_about_now(row)
 
 
-def test_python_no_parameters_means_empty_object(db, door):
+def test_python_no_parameters_means_empty_object(db: psycopg.Connection[Any], door: PyDoor) -> None:
     # None is the documented default of `parameters`: it stands for {}.
     for job_id in (door.schedule_task("t"), door.schedule_task("t", None),
                    door.schedule_task("t", {})):
@@ -535,21 +548,22 @@ def test_python_no_parameters_means_empty_object(db, door):
     pytest.param(dt.timedelta(minutes=1, seconds=30), id="timedelta"),
     pytest.param(0, id="zero"),
 ])
-def test_python_after_delays_the_job(db, door, after):
+def test_python_after_delays_the_job(db: psycopg.Connection[Any], door: PyDoor, after: Any) -> None:
     job = job_row(db, door.schema, door.schedule_task("t", after=after))
     expected = after if isinstance(after, dt.timedelta) else dt.timedelta(milliseconds=after)
     assert job["run_at"] - job["created_at"] == expected
     assert_created_about_now(job)
 
 
-def test_python_at_in_the_past_runs_as_soon_as_possible(db, door):
+def test_python_at_in_the_past_runs_as_soon_as_possible(
+        db: psycopg.Connection[Any], door: PyDoor) -> None:
     at = dt.datetime.now(UTC) - dt.timedelta(days=2)
     job = job_row(db, door.schema, door.schedule_task("t", at=at))
     assert job["scheduled_at"] == job["run_at"] == job["created_at"]
     assert_created_about_now(job)
 
 
-def test_python_at_in_the_future(db, door):
+def test_python_at_in_the_future(db: psycopg.Connection[Any], door: PyDoor) -> None:
     tz = dt.timezone(dt.timedelta(hours=-5))
     at = dt.datetime.now(tz).replace(microsecond=0) + dt.timedelta(hours=2)
     job = job_row(db, door.schema, door.schedule_task("t", at=at))
@@ -558,7 +572,8 @@ def test_python_at_in_the_future(db, door):
 
 @pytest.mark.parametrize("field", ["task", "queue"])
 @pytest.mark.parametrize("name", GOOD_NAMES)
-def test_python_accepts_good_names_verbatim(db, door, field, name):
+def test_python_accepts_good_names_verbatim(
+        db: psycopg.Connection[Any], door: PyDoor, field: str, name: Any) -> None:
     args = name_args(field, name)
     job_id = door.schedule_task(args.pop("task"), {"k": name}, **args)
     job = job_row(db, door.schema, job_id)
@@ -567,7 +582,8 @@ def test_python_accepts_good_names_verbatim(db, door, field, name):
 
 
 @pytest.mark.parametrize("commit", [True, False], ids=["commit", "rollback"])
-def test_python_connection_joins_the_callers_transaction(pg_dsn, db, schema_name, commit):
+def test_python_connection_joins_the_callers_transaction(
+        pg_dsn: str, db: psycopg.Connection[Any], schema_name: str, commit: bool) -> None:
     with pgcc.Client(pg_dsn, schema=schema_name) as client, psycopg.connect(pg_dsn) as conn:
         job_id = client.schedule_task("t", {"x": 1}, connection=conn)
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
@@ -588,7 +604,8 @@ def test_python_connection_joins_the_callers_transaction(pg_dsn, db, schema_name
 
 
 @pytest.mark.parametrize("commit", [True, False], ids=["commit", "rollback"])
-def test_async_connection_joins_the_callers_transaction(pg_dsn, db, schema_name, commit):
+def test_async_connection_joins_the_callers_transaction(
+        pg_dsn: str, db: psycopg.Connection[Any], schema_name: str, commit: bool) -> None:
     async def scenario() -> None:
         async with pgcc.AsyncClient(pg_dsn, schema=schema_name) as client, \
                 await psycopg.AsyncConnection.connect(pg_dsn) as conn:
@@ -608,7 +625,7 @@ def test_async_connection_joins_the_callers_transaction(pg_dsn, db, schema_name,
 # Python bulk door
 
 
-def test_python_bulk_returns_ids_in_order(db, door):
+def test_python_bulk_returns_ids_in_order(db: psycopg.Connection[Any], door: PyDoor) -> None:
     at = dt.datetime.now(UTC) + dt.timedelta(hours=1)
     ids = door.schedule_tasks([
         {"task": "t0", "parameters": {"n": 0}},
@@ -644,7 +661,8 @@ BAD_BULK_ELEMENTS_PY = [
 
 @pytest.mark.parametrize("position", [0, 3])
 @pytest.mark.parametrize(("bad", "detail"), BAD_BULK_ELEMENTS_PY)
-def test_python_bulk_refuses_the_whole_batch(db, door, position, bad, detail):
+def test_python_bulk_refuses_the_whole_batch(
+        db: psycopg.Connection[Any], door: PyDoor, position: int, bad: Any, detail: str) -> None:
     jobs: list[Any] = [{"task": f"good{i}"} for i in range(3)]
     jobs.insert(position, bad)
     message = py_refused(db, door, lambda: door.schedule_tasks(jobs))
@@ -720,7 +738,10 @@ def cli_refusals(pg_dsn: str) -> Iterator[tuple[str, dict[str, subprocess.Comple
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=[case.id for case in CLI_CASES])
-def test_cli_refuses(db, cli_refusals, case):
+def test_cli_refuses(
+        db: psycopg.Connection[Any],
+        cli_refusals: tuple[str, dict[str, subprocess.CompletedProcess[str]]],
+        case: CliCase) -> None:
     schema, results = cli_refusals
     result = results[case.id]
     assert result.returncode == 2, (result.stdout, result.stderr)
@@ -731,12 +752,15 @@ def test_cli_refuses(db, cli_refusals, case):
     assert count_jobs(db, schema, case.task) == 0
 
 
-def test_cli_refusals_wrote_no_row(db, cli_refusals):
+def test_cli_refusals_wrote_no_row(
+        db: psycopg.Connection[Any],
+        cli_refusals: tuple[str, dict[str, subprocess.CompletedProcess[str]]]) -> None:
     schema, _ = cli_refusals
     assert count_jobs(db, schema) == 0
 
 
-def test_cli_schedule_prints_only_the_id(pg_dsn, db, schema_name):
+def test_cli_schedule_prints_only_the_id(
+        pg_dsn: str, db: psycopg.Connection[Any], schema_name: str) -> None:
     result = run_cli("schedule", "othertask", '{"myvalue": 42}', "--queue", "billing",
                      "--dsn", pg_dsn, "--schema", schema_name)
     assert result.returncode == 0, result.stderr
@@ -748,7 +772,7 @@ def test_cli_schedule_prints_only_the_id(pg_dsn, db, schema_name):
     assert_created_about_now(row)
 
 
-def test_cli_timing(pg_dsn, db, schema_name):
+def test_cli_timing(pg_dsn: str, db: psycopg.Connection[Any], schema_name: str) -> None:
     delayed = job_row(db, schema_name, cli_schedule(pg_dsn, schema_name, "t", "--after", "60000"))
     assert delayed["run_at"] - delayed["created_at"] == dt.timedelta(minutes=1)
     past = job_row(db, schema_name, cli_schedule(pg_dsn, schema_name, "t", "{}", "--at",
@@ -760,7 +784,8 @@ def test_cli_timing(pg_dsn, db, schema_name):
     assert future["run_at"] == dt.datetime(2999, 1, 2, 1, 4, 5, tzinfo=UTC)
 
 
-def test_cli_accepts_good_names_and_the_size_limit(pg_dsn, db, schema_name):
+def test_cli_accepts_good_names_and_the_size_limit(
+        pg_dsn: str, db: psycopg.Connection[Any], schema_name: str) -> None:
     db.execute(sql.SQL("UPDATE {}.settings SET value = '1000' WHERE key = 'max_parameters_bytes'")
                .format(sql.Identifier(schema_name)))
     job_id = cli_schedule(pg_dsn, schema_name, QUOTES_TASK, json.dumps(doc_of_size(1000)),
@@ -777,7 +802,8 @@ def test_cli_accepts_good_names_and_the_size_limit(pg_dsn, db, schema_name):
 # --- the three doors write the same row ----------------------------------------------------
 
 
-def test_every_door_writes_the_same_row(pg_dsn, db, schema_name):
+def test_every_door_writes_the_same_row(
+        pg_dsn: str, db: psycopg.Connection[Any], schema_name: str) -> None:
     params = {"myvalue": 42, "list": [1, 2.5, "x", None, True], "nested": {"é": "ü"}}
     ids = [
         sql_schedule(db, schema_name, task="othertask", parameters=json.dumps(params),
@@ -803,7 +829,7 @@ def test_every_door_writes_the_same_row(pg_dsn, db, schema_name):
 
 @pytest.mark.parametrize("with_time", [False, True])
 def test_sql_bulk_keeps_the_class_of_an_error_that_is_not_bad_input(
-        pg_dsn, db, schema_name, with_time):
+        pg_dsn: str, db: psycopg.Connection[Any], schema_name: str, with_time: bool) -> None:
     """A lock timeout while inserting is not bad input: it comes back as itself
     (55P03, which a caller may retry), not as 22023 (which says: do not)."""
     at = dt.datetime.now(UTC) + dt.timedelta(hours=1)

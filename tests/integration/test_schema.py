@@ -50,7 +50,8 @@ def schedule(db: psycopg.Connection[Any], schema: str, task: str = "t",
 # --- pgcc migrate --------------------------------------------------------------------------
 
 
-def test_migrate_creates_then_does_nothing(pg_dsn, db, fresh_schema):
+def test_migrate_creates_then_does_nothing(
+        pg_dsn: str, db: psycopg.Connection[Any], fresh_schema: str) -> None:
     first = run_cli("migrate", "--dsn", pg_dsn, "--schema", fresh_schema)
     assert first.returncode == 0, first.stderr
     assert fresh_schema in first.stdout and "applied" in first.stdout
@@ -65,13 +66,13 @@ def test_migrate_creates_then_does_nothing(pg_dsn, db, fresh_schema):
     assert recorded(db, fresh_schema) == rows  # nothing applied again, nothing re-recorded
 
 
-def test_migrate_twice_in_python(db, fresh_schema):
+def test_migrate_twice_in_python(db: psycopg.Connection[Any], fresh_schema: str) -> None:
     assert pgcc_schema.migrate(db, fresh_schema) == migration_versions()
     assert pgcc_schema.migrate(db, fresh_schema) == []
     assert pgcc_schema.current_version(db, fresh_schema) == migration_versions()[-1]
 
 
-def test_migrate_keeps_data(pg_dsn, db, schema_name):
+def test_migrate_keeps_data(pg_dsn: str, db: psycopg.Connection[Any], schema_name: str) -> None:
     job_id = schedule(db, schema_name, "keepme")
     result = run_cli("migrate", "--dsn", pg_dsn, "--schema", schema_name)
     assert result.returncode == 0, result.stderr
@@ -80,7 +81,8 @@ def test_migrate_keeps_data(pg_dsn, db, schema_name):
     assert row == ("keepme",)
 
 
-def test_migrate_from_four_processes_at_once(pg_dsn, db, fresh_schema):
+def test_migrate_from_four_processes_at_once(
+        pg_dsn: str, db: psycopg.Connection[Any], fresh_schema: str) -> None:
     command = [PGCC, "migrate", "--dsn", pg_dsn, "--schema", fresh_schema]
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) for _ in range(4)]
@@ -94,7 +96,7 @@ def test_migrate_from_four_processes_at_once(pg_dsn, db, fresh_schema):
     assert schedule(db, fresh_schema) > 0
 
 
-def test_migrate_refuses_a_bad_schema_name(pg_dsn, db):
+def test_migrate_refuses_a_bad_schema_name(pg_dsn: str, db: psycopg.Connection[Any]) -> None:
     result = run_cli("migrate", "--dsn", pg_dsn, "--schema", 'x"; DROP SCHEMA public; --')
     assert result.returncode == 2
     assert result.stdout == "" and len(result.stderr.splitlines()) == 1
@@ -102,7 +104,8 @@ def test_migrate_refuses_a_bad_schema_name(pg_dsn, db):
     assert schema_exists(db, "public")
 
 
-def test_two_schemas_are_independent(pg_dsn, db, schema_name, fresh_schema):
+def test_two_schemas_are_independent(
+        pg_dsn: str, db: psycopg.Connection[Any], schema_name: str, fresh_schema: str) -> None:
     pgcc_schema.migrate(db, fresh_schema)
     a, b = sql.Identifier(schema_name), sql.Identifier(fresh_schema)
     schedule(db, schema_name, "only_in_a")
@@ -144,7 +147,8 @@ SPEC_COLUMNS = {
 
 
 @pytest.mark.parametrize("table", sorted(SPEC_COLUMNS))
-def test_spec_tables_and_columns_exist(db, schema_name, table):
+def test_spec_tables_and_columns_exist(
+        db: psycopg.Connection[Any], schema_name: str, table: str) -> None:
     rows = db.execute(
         "SELECT column_name FROM information_schema.columns "
         "WHERE table_schema = %s AND table_name = %s", [schema_name, table]).fetchall()
@@ -153,7 +157,7 @@ def test_spec_tables_and_columns_exist(db, schema_name, table):
     assert SPEC_COLUMNS[table] <= columns, SPEC_COLUMNS[table] - columns
 
 
-def test_jobs_columns_hold_what_they_say(db, schema_name):
+def test_jobs_columns_hold_what_they_say(db: psycopg.Connection[Any], schema_name: str) -> None:
     types = dict(db.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_schema = %s AND table_name = 'jobs'", [schema_name]).fetchall())
@@ -163,7 +167,7 @@ def test_jobs_columns_hold_what_they_say(db, schema_name):
         assert types[column] == "timestamp with time zone", column
 
 
-def test_schema_functions_exist(db, schema_name):
+def test_schema_functions_exist(db: psycopg.Connection[Any], schema_name: str) -> None:
     rows = db.execute("SELECT p.proname FROM pg_proc p JOIN pg_namespace n "
                       "ON n.oid = p.pronamespace WHERE n.nspname = %s", [schema_name]).fetchall()
     assert {"schedule_task", "schedule_tasks"} <= {r[0] for r in rows}
@@ -172,7 +176,8 @@ def test_schema_functions_exist(db, schema_name):
 # --- the queue invariant -------------------------------------------------------------------
 
 
-def test_a_queue_cannot_have_two_running_jobs(db, schema_name):
+def test_a_queue_cannot_have_two_running_jobs(
+        db: psycopg.Connection[Any], schema_name: str) -> None:
     jobs = sql.Identifier(schema_name, "jobs")
     first, second = schedule(db, schema_name, queue="billing"), schedule(db, schema_name,
                                                                            queue="billing")
@@ -194,7 +199,8 @@ def test_a_queue_cannot_have_two_running_jobs(db, schema_name):
                .format(jobs), [second])
 
 
-def test_other_queues_and_free_jobs_run_side_by_side(db, schema_name):
+def test_other_queues_and_free_jobs_run_side_by_side(
+        db: psycopg.Connection[Any], schema_name: str) -> None:
     jobs = sql.Identifier(schema_name, "jobs")
     for queue in ("a", "b", None, None, None):
         schedule(db, schema_name, queue=queue)
@@ -204,7 +210,7 @@ def test_other_queues_and_free_jobs_run_side_by_side(db, schema_name):
     assert row == (5,)
 
 
-def test_queue_locks_hold_one_row_per_queue(db, schema_name):
+def test_queue_locks_hold_one_row_per_queue(db: psycopg.Connection[Any], schema_name: str) -> None:
     locks = sql.Identifier(schema_name, "queue_locks")
     insert = sql.SQL("INSERT INTO {} (queue, job_id, worker_id) VALUES (%s, %s, 1)"
                      ).format(locks)
@@ -213,7 +219,7 @@ def test_queue_locks_hold_one_row_per_queue(db, schema_name):
         db.execute(insert, ["billing", 2])
 
 
-def test_running_job_needs_a_worker(db, schema_name):
+def test_running_job_needs_a_worker(db: psycopg.Connection[Any], schema_name: str) -> None:
     job_id = schedule(db, schema_name)
     with pytest.raises(psycopg.errors.CheckViolation):
         db.execute(sql.SQL("UPDATE {} SET state = 'running' WHERE id = %s")
@@ -236,7 +242,7 @@ def notifications(listener: psycopg.Connection[Any], db: psycopg.Connection[Any]
     arrive in commit order) says when all have arrived, so no waiting on a clock."""
     channel = f"pgcc.{schema}"
     db.execute("SELECT pg_notify(%s, 'test-marker')", [channel])
-    received = []
+    received: list[psycopg.Notify] = []
     for notify in listener.notifies(timeout=10):
         if notify.payload == "test-marker":
             return received
@@ -244,7 +250,8 @@ def notifications(listener: psycopg.Connection[Any], db: psycopg.Connection[Any]
     raise AssertionError(f"the marker never arrived; got {received}")
 
 
-def test_one_notify_for_100_jobs_from_schedule_task(db, schema_name, listener):
+def test_one_notify_for_100_jobs_from_schedule_task(
+        db: psycopg.Connection[Any], schema_name: str, listener: psycopg.Connection[Any]) -> None:
     query = sql.SQL("SELECT {}.schedule_task('t', jsonb_build_object('n', i)) "
                     "FROM generate_series(1, 100) AS i").format(sql.Identifier(schema_name))
     assert len(db.execute(query).fetchall()) == 100
@@ -253,7 +260,8 @@ def test_one_notify_for_100_jobs_from_schedule_task(db, schema_name, listener):
     assert received[0].channel == f"pgcc.{schema_name}"
 
 
-def test_one_notify_for_100_jobs_from_schedule_tasks(db, schema_name, listener):
+def test_one_notify_for_100_jobs_from_schedule_tasks(
+        db: psycopg.Connection[Any], schema_name: str, listener: psycopg.Connection[Any]) -> None:
     query = sql.SQL("SELECT {}.schedule_tasks((SELECT jsonb_agg(jsonb_build_object("
                     "'task', 't', 'parameters', jsonb_build_object('n', i))) "
                     "FROM generate_series(1, 100) AS i))").format(sql.Identifier(schema_name))
@@ -262,13 +270,16 @@ def test_one_notify_for_100_jobs_from_schedule_tasks(db, schema_name, listener):
     assert len(notifications(listener, db, schema_name)) == 1
 
 
-def test_one_notify_for_a_plain_insert_of_100_rows(db, schema_name, listener):
+def test_one_notify_for_a_plain_insert_of_100_rows(
+        db: psycopg.Connection[Any], schema_name: str, listener: psycopg.Connection[Any]) -> None:
     db.execute(sql.SQL("INSERT INTO {} (task) SELECT 't' FROM generate_series(1, 100)")
                .format(sql.Identifier(schema_name, "jobs")))
     assert len(notifications(listener, db, schema_name)) == 1
 
 
-def test_one_notify_per_transaction(pg_dsn, db, schema_name, listener):
+def test_one_notify_per_transaction(
+        pg_dsn: str, db: psycopg.Connection[Any], schema_name: str,
+        listener: psycopg.Connection[Any]) -> None:
     for _ in range(3):
         schedule(db, schema_name)
     assert len(notifications(listener, db, schema_name)) == 3
@@ -278,8 +289,9 @@ def test_one_notify_per_transaction(pg_dsn, db, schema_name, listener):
     assert len(notifications(listener, db, schema_name)) == 1
 
 
-def test_no_notify_for_a_rolled_back_insert_or_another_schema(pg_dsn, db, schema_name,
-                                                              listener, fresh_schema):
+def test_no_notify_for_a_rolled_back_insert_or_another_schema(
+        pg_dsn: str, db: psycopg.Connection[Any], schema_name: str,
+        listener: psycopg.Connection[Any], fresh_schema: str) -> None:
     with psycopg.connect(pg_dsn) as conn:
         schedule(conn, schema_name)
         conn.rollback()
@@ -288,7 +300,8 @@ def test_no_notify_for_a_rolled_back_insert_or_another_schema(pg_dsn, db, schema
     assert notifications(listener, db, schema_name) == []
 
 
-def test_notify_reaches_a_listener_while_waiting(pg_dsn, schema_name, listener):
+def test_notify_reaches_a_listener_while_waiting(
+        pg_dsn: str, schema_name: str, listener: psycopg.Connection[Any]) -> None:
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(lambda: next(listener.notifies(timeout=10), None))
         with psycopg.connect(pg_dsn, autocommit=True) as conn:

@@ -29,7 +29,7 @@ def status_json(dsn: str, schema: str) -> dict[str, Any]:
     return report
 
 
-def test_status_of_an_empty_schema(pg_dsn, schema_name):
+def test_status_of_an_empty_schema(pg_dsn: str, schema_name: str) -> None:
     text = status(pg_dsn, schema_name).stdout
     assert schema_name in text
     for state in STATES:
@@ -93,7 +93,7 @@ def busy(db: psycopg.Connection[Any], schema_name: str) -> dict[str, int]:
     return {"worker": worker}
 
 
-def test_status_json_of_a_busy_schema(pg_dsn, schema_name, busy):
+def test_status_json_of_a_busy_schema(pg_dsn: str, schema_name: str, busy: dict[str, int]) -> None:
     report = status_json(pg_dsn, schema_name)
     assert report["jobs"] == {"queued": 4, "running": 2, "done": 2, "failed": 1, "dead": 1,
                               "cancelled": 1}
@@ -113,7 +113,7 @@ def test_status_json_of_a_busy_schema(pg_dsn, schema_name, busy):
     assert 0 <= worker["heartbeat_age"] < 30
 
 
-def test_status_text_of_a_busy_schema(pg_dsn, schema_name, busy):
+def test_status_text_of_a_busy_schema(pg_dsn: str, schema_name: str, busy: dict[str, int]) -> None:
     text = status(pg_dsn, schema_name).stdout
     for fragment in ("queued 4", "running 2", "done 2", "failed 1", "dead 1", "cancelled 1"):
         assert fragment in text
@@ -132,7 +132,7 @@ def test_status_text_of_a_busy_schema(pg_dsn, schema_name, busy):
     assert "none alive" not in text
 
 
-def test_status_of_a_schema_that_does_not_exist(pg_dsn):
+def test_status_of_a_schema_that_does_not_exist(pg_dsn: str) -> None:
     result = subprocess.run([PGCC, "status", "--dsn", pg_dsn, "--schema", "t_never_created"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0

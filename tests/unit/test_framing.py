@@ -38,9 +38,9 @@ def test_each_message_comes_back_as_its_own_type(message: object) -> None:
     assert back == message
     assert type(back) is type(message)
     if isinstance(message, list):
-        assert all(type(order) is JobOrder for order in back)
+        assert isinstance(back, list) and all(type(order) is JobOrder for order in back)
     if isinstance(message, Answer):
-        assert back.state is message.state
+        assert isinstance(back, Answer) and back.state is message.state
 
 
 def test_a_frame_is_its_length_then_that_many_bytes() -> None:

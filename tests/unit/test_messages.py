@@ -18,7 +18,8 @@ def test_job_states_are_the_state_column_values() -> None:
     assert [state.value for state in JobState] == [
         "queued", "running", "done", "failed", "dead", "cancelled"]
     assert JobState("done") is JobState.DONE
-    assert JobState.FAILED == "failed"  # compares equal to the text a row holds
+    text: str = "failed"
+    assert text == JobState.FAILED  # compares equal to the text a row holds
 
 
 def test_a_response_is_sent_to_sql_as_a_positional_json_array() -> None:
