@@ -101,4 +101,15 @@ def login_role(db: psycopg.Connection[Any], pg_dsn: str) -> Iterator[Callable[[]
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked with its level, the folder it lives in (see
+    tests/README.md): `-m unit`, `-m integration`, `-m "not e2e"`..."""
+    for item in items:
+        level = item.path.parent.name
+        if level in LEVELS:
+            item.add_marker(level)
+
+
+LEVELS = ("unit", "integration", "e2e")
+
 pytest_plugins = ["tests.workers"]
