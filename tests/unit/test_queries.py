@@ -71,11 +71,6 @@ def test_every_query_the_code_asks_for_is_in_its_file() -> None:
     assert bench - set(names_in("bench.sql")) == set()
 
 
-def test_no_query_of_the_worker_and_clients_is_left_unused() -> None:
-    main, _ = asked_for()
-    assert set(names_in("queries.sql")) - main == set()
-
-
 @pytest.mark.parametrize("filename", ["queries.sql", "bench.sql"])
 def test_each_name_is_given_once(filename: str) -> None:
     names = names_in(filename)
