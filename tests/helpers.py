@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
@@ -21,6 +22,22 @@ def call(dsn: str, schema: str, query: str, params: Any = None) -> Any:
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(sql.SQL(query).format(sql.Identifier(schema)), params).fetchone()
         return row[0] if row else None
+
+
+def status_json(dsn: str, schema: str) -> dict[str, Any]:
+    """`pgcc status --json`, which must succeed, as a dict."""
+    result = run_cli("status", "--json", "--dsn", dsn, "--schema", schema)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert isinstance(report, dict)
+    return report
+
+
+def reaper_once(dsn: str, schema: str, *args: str) -> str:
+    """`pgcc reaper --once`, which must succeed; what it printed."""
+    result = run_cli("reaper", "--once", "--dsn", dsn, "--schema", schema, *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def grant(pg_dsn: str, schema: str, kind: str, role: str) -> None:

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,7 +40,7 @@ from pgcc import schema as pgcc_schema
 from pgcc.queries import for_schema, queue_lock_space
 from pgcc.worker.exchange import FRONT
 from tests import chaos_task
-from tests.paths import PGCC
+from tests.helpers import reaper_once
 from tests.proxy import Proxy
 from tests.workers import (
     FAST,
@@ -505,12 +504,6 @@ def test_restart_postgres_under_load(own_server: str, tmp_path: Path) -> None:
 
 
 # --- the standalone reaper -----------------------------------------------------------------
-
-
-def reaper_once(dsn: str, schema: str, *args: str) -> str:
-    done = subprocess.run([PGCC, "reaper", "--once", "--dsn", dsn, "--schema", schema, *args],
-                          capture_output=True, text=True, timeout=60, check=True)
-    return done.stdout
 
 
 def test_reaper_once_requeues_a_frozen_worker(chaos: Chaos, start_worker: WorkerFactory

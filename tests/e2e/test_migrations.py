@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from pgcc import schema
-from tests.paths import MISC_TASKS, PGCC
+from tests.paths import MISC_TASKS, run_cli
 from tests.workers import WorkerFactory, all_jobs_final, copy_tasks, wait_for
 
 # The version before per-queue heads (migration 0007).
@@ -35,8 +35,7 @@ def old_schema(pg_dsn: str) -> Iterator[str]:
 
 
 def migrate_cli(dsn: str, name: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PGCC, "migrate", "--dsn", dsn, "--schema", name],
-                          capture_output=True, text=True, timeout=60)
+    return run_cli("migrate", "--dsn", dsn, "--schema", name)
 
 
 def first(cursor: psycopg.Cursor[Any]) -> Any:

@@ -33,7 +33,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from pgcc import schema as pgcc_schema
-from tests.helpers import q
+from tests.helpers import q, reaper_once
 from tests.paths import PGCC, SURVIVAL_TASKS
 from tests.proxy import Proxy
 from tests.workers import (
@@ -480,9 +480,7 @@ def test_reaper_once_after_many_attempts(tmp_path: Path, pg_dsn: str,
     new jobs."""
     ghost = insert_expired_worker(db, schema_name)
     reaped = insert_far_gone(db, schema_name, ghost)
-    done = subprocess.run([PGCC, "reaper", "--once", "--dsn", pg_dsn, "--schema", schema_name],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    reaper_once(pg_dsn, schema_name)
     assert_reaped(db, schema_name, reaped, ghost)
     worker = start_worker(tasks_dir(tmp_path, "noop"), *FAST, "--concurrency", "1")
     after = schedule(db, schema_name, "noop")

@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 
 import pgcc
 from tests import logged_task
-from tests.helpers import q
+from tests.helpers import q, status_json
 from tests.paths import PGCC, WORKER_TASKS
 from tests.workers import (
     FAST,
@@ -131,13 +131,6 @@ def assert_no_process_left(worker_pid: int, family: dict[tuple[int, str], int]) 
     assert not [p for p in job_runners if alive(p)]
     wait_for(lambda: not [p for p in family if alive(p)], 10,
              "the worker's helper processes to exit")
-
-
-def pgcc_status(dsn: str, schema: str) -> dict[str, Any]:
-    out = subprocess.run([PGCC, "status", "--json", "--dsn", dsn, "--schema", schema],
-                         capture_output=True, text=True, check=True, timeout=60)
-    report: dict[str, Any] = json.loads(out.stdout)
-    return report
 
 
 # --- run(params) and run(params, ctx), sync and async --------------------------------------
@@ -390,7 +383,7 @@ def test_unknown_task_stays_queued_and_visible(
     for job_id in (unknown, unknown_in_queue, behind):
         row = job(db, schema_name, job_id)
         assert row["state"] == "queued" and row["attempts"] == 0 and row["worker_id"] is None
-    report = pgcc_status(pg_dsn, schema_name)
+    report = status_json(pg_dsn, schema_name)
     assert report["tasks"]["nosuchtask"] == {"queued": 2, "running": 0}
     assert report["queues"]["other"] == {"queued": 2, "running": 0}
     assert report["jobs"]["queued"] == 3

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pgcc
-from tests.helpers import call, grant
-from tests.paths import MISC_TASKS, run_cli
+from tests.helpers import call, grant, reaper_once
+from tests.paths import MISC_TASKS
 from tests.workers import WorkerFactory, copy_tasks, wait_for
 
 
@@ -26,8 +26,7 @@ def test_a_worker_role_runs_jobs_without_owning_anything(
     wait_for(lambda: _done_count(pg_dsn, schema_name) == 3, timeout=30,
              what="the job, and the two it scheduled from its task, to run as the role")
     assert client.get_job(job).result == 0  # type: ignore[union-attr]
-    result = run_cli("reaper", "--once", "--dsn", dsn, "--schema", schema_name)
-    assert result.returncode == 0, result.stderr
+    reaper_once(dsn, schema_name)
     assert worker.stop() == 0, worker.log()
 
 

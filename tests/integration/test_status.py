@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from typing import Any
@@ -11,6 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.helpers import status_json
 from tests.paths import PGCC
 
 STATES = ("queued", "running", "done", "failed", "dead", "cancelled")
@@ -21,12 +21,6 @@ def status(dsn: str, schema: str, *args: str) -> subprocess.CompletedProcess[str
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     return result
-
-
-def status_json(dsn: str, schema: str) -> dict[str, Any]:
-    report = json.loads(status(dsn, schema, "--json").stdout)
-    assert isinstance(report, dict)
-    return report
 
 
 def test_status_of_an_empty_schema(pg_dsn: str, schema_name: str) -> None:
