@@ -11,16 +11,18 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import pgcc
 from pgcc import embedded, schema
+from tests.paths import REPO
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +78,38 @@ def client(pg_dsn: str, schema_name: str) -> Iterator[pgcc.Client]:
 
 @pytest.fixture
 def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return REPO
 
+
+@pytest.fixture
+def login_role(db: psycopg.Connection[Any], pg_dsn: str) -> Iterator[Callable[[], tuple[str,
+                                                                                       str]]]:
+    """make() -> (role, dsn): a new LOGIN role with no rights, and a DSN as it."""
+    made: list[str] = []
+
+    def make() -> tuple[str, str]:
+        role = f"pgcc_role_{uuid.uuid4().hex[:10]}"
+        db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        made.append(role)
+        params = conninfo_to_dict(pg_dsn)
+        params.pop("password", None)
+        return role, make_conninfo("", **{**params, "user": role})
+
+    yield make
+    for role in made:
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked with its level, the folder it lives in (see
+    tests/README.md): `-m unit`, `-m integration`, `-m "not e2e"`..."""
+    for item in items:
+        level = item.path.parent.name
+        if level in LEVELS:
+            item.add_marker(level)
+
+
+LEVELS = ("unit", "integration", "e2e")
 
 pytest_plugins = ["tests.workers"]

@@ -12,27 +12,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-SOURCE = '''
-import os, time
-import psycopg
-
-_conn = None
-
-def run(params, ctx):
-    global _conn
-    if _conn is None or _conn.closed:
-        _conn = psycopg.connect(os.environ["PGCC_TEST_LOG_DSN"], autocommit=True)
-    table = os.environ["PGCC_TEST_LOG_TABLE"]
-    started = _conn.execute("SELECT clock_timestamp()").fetchone()[0]
-    if params.get("crash_on_attempt") == ctx.attempt:
-        os._exit(1)
-    time.sleep(params.get("sleep", 0.003))
-    _conn.execute(
-        f"INSERT INTO {table} (job_id, queue, attempt, started, ended, pid)"
-        " VALUES (%s, %s, %s, %s, clock_timestamp(), %s)",
-        (ctx.job_id, ctx.queue, ctx.attempt, started, os.getpid()))
-    return ctx.attempt
-'''
+# The task module: a real file, copied into a worker's tasks folder.
+SOURCE_PATH = Path(__file__).resolve().parent / "tasks" / "misc" / "logged.py"
+SOURCE = SOURCE_PATH.read_text()
 
 
 def install(conn: psycopg.Connection[Any], schema: str, dsn: str, tasks: Path,

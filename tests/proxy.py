@@ -33,7 +33,7 @@ class Proxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         params.pop("hostaddr", None)
-        self.dsn = make_conninfo(**{**params, "host": "127.0.0.1", "port": str(self.port)})
+        self.dsn = make_conninfo("", **{**params, "host": "127.0.0.1", "port": str(self.port)})
         self._forwarding = threading.Event()
         self._forwarding.set()
         self._closed = False

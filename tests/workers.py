@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,12 +16,18 @@ import psycopg
 import pytest
 from psycopg import sql
 
+import pgcc
 from pgcc.queries import Queries
 from pgcc.worker.messages import JobState, Response
 from pgcc.worker.outcomes import OutcomeWriter
+from tests.paths import PGCC
 
-PGCC = str(Path(sys.executable).parent / "pgcc")
 T = TypeVar("T")
+
+# Short leases and polls keep the suite quick; the behaviour under test is the same.
+LEASE = 2.0
+FAST = ("--lease", f"{LEASE:g}", "--poll-interval", "0.2")
+FINAL = ("done", "failed", "dead", "cancelled")
 
 
 class WorkerProcess:
@@ -80,6 +87,16 @@ class WorkerFactory:
         self.started.append(worker)
         return worker
 
+    def start_on(self, dsn: str, tasks_dir: Path, *args: str, schema: str | None = None
+                 ) -> WorkerProcess:
+        """A worker that reaches the database through `dsn` (a proxy, another role
+        or database), of the test's schema unless told; stopped after the test
+        like the others."""
+        log_path = self.tmp_path / f"worker-{len(self.started)}.log"
+        worker = WorkerProcess(dsn, schema or self.schema, tasks_dir, log_path, *args)
+        self.started.append(worker)
+        return worker
+
     def stop_all(self) -> None:
         for worker in self.started:
             worker.stop()
@@ -91,6 +108,25 @@ def start_worker(pg_dsn: str, schema_name: str, tmp_path: Path) -> Iterator[Work
     factory = WorkerFactory(pg_dsn, schema_name, tmp_path)
     yield factory
     factory.stop_all()
+
+
+def print_worker_logs(factory: WorkerFactory, conn: psycopg.Connection[Any],
+                      schema: str) -> None:
+    """What a failed test shows (pytest prints a test's output on failure): the
+    jobs by state and the end of every worker's log."""
+    with contextlib.suppress(psycopg.Error):
+        print("jobs by state:", job_states(conn, schema))
+    for worker in factory.started:
+        print(f"--- {worker.log_path.name} (pid {worker.pid}, "
+              f"exit {worker.process.poll()}) ---\n{worker.log()[-20000:]}")
+
+
+def finished(client: pgcc.Client, job_id: int, timeout: float = 30) -> pgcc.Job:
+    """The job, once it has reached a final state."""
+    def check() -> pgcc.Job | None:
+        job = client.get_job(job_id)
+        return job if job is not None and job.state in FINAL else None
+    return wait_for(check, timeout, f"job {job_id} to finish")
 
 
 def wait_for(check: Callable[[], T | None], timeout: float = 30, what: str = "condition",
@@ -109,7 +145,7 @@ def wait_for(check: Callable[[], T | None], timeout: float = 30, what: str = "co
 def job_states(conn: psycopg.Connection[Any], schema: str) -> dict[str, int]:
     query = sql.SQL("SELECT state, count(*) FROM {}.jobs GROUP BY state").format(
         sql.Identifier(schema))
-    return dict(conn.execute(query).fetchall())  # type: ignore[arg-type]
+    return dict(conn.execute(query).fetchall())
 
 
 def all_jobs_final(conn: psycopg.Connection[Any], schema: str) -> bool:
@@ -117,7 +153,18 @@ def all_jobs_final(conn: psycopg.Connection[Any], schema: str) -> bool:
     return not states.get("queued") and not states.get("running")
 
 
+def copy_tasks(folder: Path, source: Path, *names: str, **renamed: str) -> Path:
+    """A tasks folder holding just these modules of `source` (a folder of
+    tests/tasks), and `new_name=module` copies under another task name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, module in [*((name, name) for name in names), *renamed.items()]:
+        shutil.copy(source / f"{module}.py", folder / f"{name}.py")
+    return folder
+
+
 def write_task(folder: Path, name: str, source: str) -> Path:
+    """A task module written from text: for modules whose text is the point
+    (broken ones, one that changes); others are real files in tests/tasks."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.py"
     path.write_text(source)

@@ -1,0 +1,49 @@
+"""A tiny `pgcc bench` run, so the benchmark keeps working (no speed is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import psycopg
+
+from tests.paths import PGCC
+
+
+def test_bench_runs_every_workload_and_reports_ratios(pg_dsn: str) -> None:
+    result = subprocess.run(
+        [PGCC, "bench", "--dsn", pg_dsn, "--reps", "1", "--scale", "0.01", "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    figures = report["figures"]
+    for key in ("REF-claim", "REF-insert", "SQL-enqueue", "W1", "W1-p50", "W1-p99", "W2",
+                "W3-1", "W3-2", "W3-rss", "W4-p50", "W4-p99", "W5", "W6"):
+        assert key in figures, f"{key} missing from the report"
+        assert figures[key]["median"] > 0, key
+    assert figures["W1"]["ratio_to_ref"] > 0
+    assert figures["W3-1"]["ref"] == "REF-claim"
+    assert report["problems"] == {}, report["problems"]
+    assert "..." in result.stderr  # progress lines while it runs
+
+
+def _bench_schemas(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_%'").fetchall()
+    return {row[0] for row in rows}
+
+
+def test_bench_leaves_no_schema_behind(pg_dsn: str) -> None:
+    before = _bench_schemas(pg_dsn)  # a shared server may hold others' runs
+    subprocess.run([PGCC, "bench", "--dsn", pg_dsn, "--reps", "1", "--scale", "0.01",
+                    "--only", "W1,W2"], capture_output=True, check=True, timeout=120)
+    assert _bench_schemas(pg_dsn) - before == set()
+
+
+def test_bench_refuses_an_unknown_workload(pg_dsn: str) -> None:
+    result = subprocess.run([PGCC, "bench", "--dsn", pg_dsn, "--only", "W9"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "W9" in result.stderr and len(result.stderr.strip().splitlines()) == 1

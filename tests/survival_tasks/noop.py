@@ -1,5 +1,0 @@
-"""Does nothing; its parameters may be large."""
-
-
-def run(params):
-    return "ok"

@@ -1,0 +1,7 @@
+"""Does nothing."""
+
+from typing import Any
+
+
+def run(params: dict[str, Any]) -> None:
+    pass

@@ -1,0 +1,32 @@
+"""Records each run; the first sleeps 30 s, the second crashes, the third returns
+(two no-responses allowed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pgcc.runner import JobContext
+
+
+def record(path: str, **fields: Any) -> None:
+    """Append one JSON line (this process's pid and the time by default) to `path`."""
+    fields.setdefault("pid", os.getpid())
+    fields.setdefault("t", time.time())
+    with open(path, "a") as f:
+        f.write(json.dumps(fields) + "\n")
+
+
+max_attempts = 2
+
+
+def run(params: dict[str, Any], ctx: JobContext) -> int:
+    record(params["log"], attempt=ctx.attempt)
+    if ctx.attempt == 1:
+        time.sleep(30)
+    if ctx.attempt == 2:
+        os._exit(1)
+    return ctx.attempt

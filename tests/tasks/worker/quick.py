@@ -1,0 +1,7 @@
+"""Returns {"ok": true} at once."""
+
+from typing import Any
+
+
+def run(params: dict[str, Any]) -> dict[str, bool]:
+    return {"ok": True}

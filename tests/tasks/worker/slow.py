@@ -1,0 +1,29 @@
+"""Records its run, then sleeps 30 s: past its own timeout of 1 s (two attempts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pgcc.runner import JobContext
+
+
+def record(path: str, **fields: Any) -> None:
+    """Append one JSON line (this process's pid and the time by default) to `path`."""
+    fields.setdefault("pid", os.getpid())
+    fields.setdefault("t", time.time())
+    with open(path, "a") as f:
+        f.write(json.dumps(fields) + "\n")
+
+
+timeout = 1
+max_attempts = 2
+
+
+def run(params: dict[str, Any], ctx: JobContext) -> None:
+    record(params["log"], job=ctx.job_id, attempt=ctx.attempt)
+    time.sleep(30)
+    record(params["log"], job=ctx.job_id, attempt=ctx.attempt, event="woke")
