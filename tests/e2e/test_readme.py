@@ -47,9 +47,10 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from pgcc import schema
+from tests.paths import REPO
 from tests.workers import WorkerProcess, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = {"python", "sh", "bash", "shell", "console", "sql"}
 SHOWN = {"text", "ini", "dockerfile", "yaml"}
@@ -210,7 +211,7 @@ def run_readme_jobs(dsn: str, tmp_path: Path) -> None:
     try:
         def settled() -> dict[str, int] | None:
             with psycopg.connect(dsn, autocommit=True) as conn:
-                states: dict[str, int] = dict(conn.execute(  # type: ignore[arg-type]
+                states: dict[str, int] = dict(conn.execute(
                     "SELECT state, count(*) FROM pgcc.jobs GROUP BY state").fetchall())
             return None if states.get("queued") or states.get("running") else states
         states = wait_for(settled, 60, "README's jobs to finish")
