@@ -39,10 +39,10 @@ WHERE id = %(id)s AND version = %(version)s
 RETURNING version, updated_at;
 
 -- name: status_by_state
-SELECT state, count(*) FROM {schema}.jobs GROUP BY state ORDER BY state;
+SELECT state, count(*) AS jobs FROM {schema}.jobs GROUP BY state ORDER BY state;
 
 -- name: status_by_task
-SELECT task, state, count(*) FROM {schema}.jobs
+SELECT task, state, count(*) AS jobs FROM {schema}.jobs
 WHERE state IN ('queued', 'running')
 GROUP BY task, state ORDER BY task, state;
 
@@ -54,7 +54,7 @@ WHERE queue IS NOT NULL AND state IN ('queued', 'running')
 GROUP BY queue ORDER BY queue;
 
 -- name: status_oldest_waiting
-SELECT extract(epoch FROM now() - min(run_at))::float8
+SELECT extract(epoch FROM now() - min(run_at))::float8 AS waited
 FROM {schema}.jobs WHERE state = 'queued' AND run_at <= now();
 
 -- name: status_workers
