@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pgcc.database import Link, Rows, StatementFailed
 from pgcc.policy import ErrorClass, classify, describe
 from pgcc.queries import channel, for_schema, lock_space, queue_lock_space
+from pgcc.rows import REAPED, ReapRow
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ class Reaper:
         """One pass: reap, clear stale queue locks, and prune when due."""
         # With parameters (none), so that the query's %% reaches PostgreSQL as %.
         space = {"queue_lock_space": queue_lock_space(self._schema)}
-        requeued, dead, removed = self._run(link, "reap", space)[0]
+        reaped = cast(ReapRow, link.transactions([[
+            ("reap", self._queries["reap"], space, REAPED)]])[0][0][0])
+        requeued, dead, removed = reaped.requeued, reaped.dead, reaped.workers_removed
         self._run(link, "clear_stale_queue_locks", space)
         if requeued:
             # Idle workers learn when the requeued jobs are due (after their backoff)

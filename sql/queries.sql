@@ -86,8 +86,8 @@ WITH renewed AS (
     WHERE worker_id IN (SELECT id FROM renewed) AND state = 'running'
     RETURNING id, token
 )
-SELECT r.id, coalesce((SELECT array_agg(id) FROM jobs_renewed), ARRAY[]::bigint[]),
-       coalesce((SELECT array_agg(token) FROM jobs_renewed), ARRAY[]::bigint[])
+SELECT r.id, coalesce((SELECT array_agg(id) FROM jobs_renewed), ARRAY[]::bigint[]) AS job_ids,
+       coalesce((SELECT array_agg(token) FROM jobs_renewed), ARRAY[]::bigint[]) AS tokens
 FROM renewed r;
 
 -- name: take_in_touched_queues
@@ -281,7 +281,8 @@ WITH outcome AS (
     ON CONFLICT (queue) DO UPDATE
     SET job_id = excluded.job_id, task = excluded.task, run_at = excluded.run_at
 )
-SELECT false, id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::text, NULL::bigint
+SELECT false AS started, id, NULL::text AS task, NULL::text AS parameters, NULL::text AS queue,
+       NULL::int AS attempts, NULL::text AS run_at, NULL::bigint AS token
 FROM finished
 UNION ALL
 SELECT true, id, task, parameters, queue, attempts, run_at::text, token FROM started;
