@@ -191,7 +191,9 @@ SELECT extract(epoch FROM least(
 ))::float8 - extract(epoch FROM now())::float8;
 
 -- name: max_parameters_bytes
-SELECT value::bigint FROM {schema}.settings WHERE key = 'max_parameters_bytes';
+-- One row, NULL when the setting is removed (the SQL doors then limit nothing).
+SELECT (SELECT value::bigint FROM {schema}.settings WHERE key = 'max_parameters_bytes')
+    AS max_parameters_bytes;
 
 -- name: lock_outcome_queues
 -- First in a transaction of responses: the advisory locks of the queues whose
@@ -301,7 +303,7 @@ SELECT {schema}.refresh_queue_heads(%(queue_lock_space)s, ARRAY(
 -- once it has used its attempts. Fenced like finish.
 WITH lost AS (
     SELECT l.*, {schema}.attempts_used(j.attempts, j.attempt_errors) AS used,
-           coalesce(j.max_attempts, 10) AS allowed
+           coalesce(j.max_attempts, %(default_max_attempts)s::int) AS allowed
     FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(reasons)s::text[])
         AS l(id, token, reason)
     JOIN {schema}.jobs j ON j.id = l.id
@@ -369,7 +371,7 @@ WITH expired AS (
     FOR UPDATE SKIP LOCKED
 ), orphans AS (
     SELECT j.id, j.worker_id, {schema}.attempts_used(j.attempts, j.attempt_errors) AS used,
-           coalesce(j.max_attempts, 10) AS allowed
+           coalesce(j.max_attempts, %(default_max_attempts)s::int) AS allowed
     FROM {schema}.jobs j
     WHERE j.state = 'running'
       AND (j.worker_id IN (SELECT id FROM expired)
@@ -425,10 +427,13 @@ FROM cleared c WHERE j.queue = c.queue AND j.state = 'queued';
 -- name: prune
 -- One small batch of finished jobs past the retention; SKIP LOCKED so it never
 -- waits on (or blocks) a claim. The reaper repeats it until a batch comes back short.
+-- The retention is %(retention)s seconds if given (--retention), else the
+-- schema's setting retention_seconds; with neither, nothing is pruned.
 DELETE FROM {schema}.jobs WHERE id IN (
     SELECT id FROM {schema}.jobs
     WHERE state IN ('done', 'failed', 'dead', 'cancelled')
-      AND finished_at < now() - make_interval(secs => %(retention)s)
+      AND finished_at < now() - make_interval(secs => coalesce(%(retention)s::float8, (
+          SELECT value::float8 FROM {schema}.settings WHERE key = 'retention_seconds')))
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
 )

@@ -78,7 +78,7 @@ class Close(NamedTuple):
 
 class Registered(NamedTuple):
     worker_id: int
-    max_parameters_bytes: int
+    max_parameters_bytes: int | None
 
 
 class Closed(NamedTuple):
@@ -305,8 +305,11 @@ class Exchange:
         self._status.registered(self._worker_id)
         if not self._announced:
             self._announced = True
-            limit = rows[1][0][0] if rows[1] else 1 << 20
-            self._supervisor.put(Registered(self._worker_id, int(limit)))
+            # The query's one row holds the limit, or NULL when the setting is
+            # removed: then nothing is limited, here as in the SQL doors.
+            limit = rows[1][0][0]
+            self._supervisor.put(Registered(self._worker_id,
+                                            None if limit is None else int(limit)))
 
     def _registration_lost(self) -> None:
         """The reaper declared this worker dead: its jobs are stopped by the
