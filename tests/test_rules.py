@@ -19,7 +19,7 @@ from pgcc.errors import ScheduleError
 from pgcc.queries import for_schema
 from pgcc.reaper import Reaper
 from pgcc.rows import ClaimedRow
-from pgcc.states import JobState, TaskStatus
+from pgcc.states import FINISHED, JobState, TaskStatus
 from pgcc.tasks import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT
 from pgcc.validation import NAME_LIMIT, check_name
 from pgcc.worker.messages import JobState as WorkerJobState
@@ -56,6 +56,15 @@ def test_job_states_are_the_tables(db: psycopg.Connection[Any], schema_name: str
         {state.value for state in JobState}
     assert column_default(db, schema_name, "jobs", "state") == f"'{JobState.QUEUED}'::text"
     assert WorkerJobState is JobState and pgcc.JobState is JobState
+
+
+def test_finished_states_are_the_index(db: psycopg.Connection[Any], schema_name: str) -> None:
+    """The states a job ends in, as the index the reaper prunes by has them."""
+    row = db.execute("SELECT pg_get_indexdef(%s::regclass)",
+                     [f'"{schema_name}".jobs_finished']).fetchone()
+    assert row is not None
+    assert set(re.findall(r"'([^']*)'::text", row[0])) == {state.value for state in FINISHED}
+    assert {state for state in JobState if state.finished} == FINISHED
 
 
 def test_task_statuses_are_the_tables(db: psycopg.Connection[Any], schema_name: str) -> None:
