@@ -15,7 +15,6 @@ from pgcc.database import Link, Rows, StatementFailed
 from pgcc.policy import ErrorClass, classify, describe
 from pgcc.queries import channel, for_schema, lock_space, queue_lock_space
 from pgcc.rows import REAPED, ReapRow
-from pgcc.tasks import DEFAULT_MAX_ATTEMPTS
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +63,7 @@ class Reaper:
         # With parameters (none), so that the query's %% reaches PostgreSQL as %.
         space = {"queue_lock_space": queue_lock_space(self._schema)}
         reaped = cast(ReapRow, link.transactions([[
-            ("reap", self._queries["reap"], {**space, "default_max_attempts": DEFAULT_MAX_ATTEMPTS},
-             REAPED)]])[0][0][0])
+            ("reap", self._queries["reap"], space, REAPED)]])[0][0][0])
         requeued, dead, removed = reaped.requeued, reaped.dead, reaped.workers_removed
         self._run(link, "clear_stale_queue_locks", space)
         if requeued:

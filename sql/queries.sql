@@ -1,7 +1,8 @@
 -- Named queries pgcc runs. Each block starts with "-- name: NAME".
 -- {schema} is filled with the environment's schema as a quoted identifier
--- (psycopg.sql.Identifier); values are always bound as parameters.
--- Braces appear nowhere else in this file. Whole-line comments are for the
+-- (psycopg.sql.Identifier), and {default_max_attempts} with the constant of
+-- pgcc.tasks (see pgcc.queries.CONSTANTS); values are always bound as
+-- parameters. Braces appear nowhere else in this file. Whole-line comments are for the
 -- reader and are not sent (pgcc/queries.py).
 
 -- name: schedule_task
@@ -303,7 +304,7 @@ SELECT {schema}.refresh_queue_heads(%(queue_lock_space)s, ARRAY(
 -- once it has used its attempts. Fenced like finish.
 WITH lost AS (
     SELECT l.*, {schema}.attempts_used(j.attempts, j.attempt_errors) AS used,
-           coalesce(j.max_attempts, %(default_max_attempts)s::int) AS allowed
+           coalesce(j.max_attempts, {default_max_attempts}) AS allowed
     FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(reasons)s::text[])
         AS l(id, token, reason)
     JOIN {schema}.jobs j ON j.id = l.id
@@ -371,7 +372,7 @@ WITH expired AS (
     FOR UPDATE SKIP LOCKED
 ), orphans AS (
     SELECT j.id, j.worker_id, {schema}.attempts_used(j.attempts, j.attempt_errors) AS used,
-           coalesce(j.max_attempts, %(default_max_attempts)s::int) AS allowed
+           coalesce(j.max_attempts, {default_max_attempts}) AS allowed
     FROM {schema}.jobs j
     WHERE j.state = 'running'
       AND (j.worker_id IN (SELECT id FROM expired)

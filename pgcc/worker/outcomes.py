@@ -22,7 +22,6 @@ from pgcc.database import Link, Rows, Statement, StatementFailed
 from pgcc.policy import ErrorClass, classify, describe
 from pgcc.queries import Queries, queue_lock_space
 from pgcc.rows import HANDED, IDS, RETRIED, HandedRow, IdRow, RetriedRow
-from pgcc.tasks import DEFAULT_MAX_ATTEMPTS
 from pgcc.worker.messages import JobState, NoResponse, Outcome, PutBack, Response
 
 log = logging.getLogger("pgcc.worker")
@@ -99,7 +98,6 @@ class OutcomeWriter:
             statements.append(("retry", self._queries["retry"], {
                 "worker": worker, "queue_lock_space": self._space, "ids": [o.id for o in lost],
                 "tokens": [o.token for o in lost], "reasons": [o.reason for o in lost],
-                "default_max_attempts": DEFAULT_MAX_ATTEMPTS,
             }, RETRIED))
         if back:
             statements.append(("release", self._queries["release"], {
