@@ -249,3 +249,11 @@ def test_named_row_reads_by_name(db: psycopg.Connection[Any]) -> None:
         cur.execute("SELECT 1 AS id, 't' AS task, '{}' AS parameters, NULL AS queue,"
                     " 2 AS attempts, 'x' AS run_at")
         cur.fetchall()
+
+
+def test_states_survive_json_as_their_text(client: pgcc.Client) -> None:
+    """A state read from pgcc may be written back into parameters or task
+    state data: JSON holds its text."""
+    job = client.get_job(client.schedule_task("t", {"seen": JobState.DONE,
+                                                    TaskStatus.PENDING: [TaskStatus.FAILED]}))
+    assert job is not None and job.parameters == {"seen": "done", "pending": ["failed"]}
