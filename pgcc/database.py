@@ -68,7 +68,9 @@ def named_row(row_type: type[NamedRow]) -> RowFactory[NamedRow]:
     statement, and when they come in the fields' order (they are written so)
     each row is built straight from the values, as fast as a plain tuple."""
     fields: tuple[str, ...] = row_type._fields  # type: ignore[attr-defined]
-    make: RowMaker[NamedRow] = row_type._make  # type: ignore[attr-defined]
+    # The row straight from the values, without _make's check of their number:
+    # the columns' names were matched to the fields first.
+    make: RowMaker[NamedRow] = functools.partial(tuple.__new__, row_type)
     makers: dict[tuple[bytes | None, ...], RowMaker[NamedRow]] = {}
 
     def maker_for(names: tuple[bytes | None, ...]) -> RowMaker[NamedRow]:
