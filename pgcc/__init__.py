@@ -12,6 +12,7 @@ from pgcc.errors import (
     StaleTaskStateError,
     TaskStateError,
 )
+from pgcc.states import JobState, TaskStatus
 
 if TYPE_CHECKING:
     from pgcc.client import AsyncClient, Client, Job
@@ -21,11 +22,13 @@ __all__ = [
     "Client",
     "ConfigurationError",
     "Job",
+    "JobState",
     "ParameterTypeError",
     "PgccError",
     "ScheduleError",
     "StaleTaskStateError",
     "TaskStateError",
+    "TaskStatus",
 ]
 
 _CLIENT_NAMES = frozenset({"AsyncClient", "Client", "Job"})

@@ -178,9 +178,11 @@ def worker(
     = 30,
     grace: Annotated[float, typer.Option(
         min=0, help="Seconds running jobs get to finish after SIGTERM.")] = 30,
-    retention: Annotated[float, typer.Option(
-        min=0, help="Seconds finished jobs are kept before the reaper prunes them.")]
-    = 7 * 24 * 3600,
+    retention: Annotated[float | None, typer.Option(
+        min=0, show_default=False,
+        help="Seconds finished jobs are kept before the reaper prunes them "
+        "(by default the schema's setting retention_seconds: 7 days as installed).")]
+    = None,
     poll_interval: Annotated[float, typer.Option(
         min=0.01, help="Seconds between polls when no NOTIFY arrives.")] = 1.0,
     prefetch: Annotated[int, typer.Option(
@@ -223,9 +225,11 @@ def worker(
 @app.command()
 def reaper(
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
-    retention: Annotated[float, typer.Option(
-        min=0, help="Seconds finished jobs are kept before they are pruned.")]
-    = 7 * 24 * 3600,
+    retention: Annotated[float | None, typer.Option(
+        min=0, show_default=False,
+        help="Seconds finished jobs are kept before they are pruned "
+        "(by default the schema's setting retention_seconds: 7 days as installed).")]
+    = None,
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
 ) -> None:
     """Requeue the jobs of workers whose lease ran out; prune old finished jobs."""

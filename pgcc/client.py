@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pgcc.database import DEFAULT_SCHEMA, resolve_dsn
 from pgcc.errors import ParameterTypeError, PgccError, ScheduleError
 from pgcc.queries import Queries, for_schema
+from pgcc.states import JobState
 from pgcc.taskstate import AsyncTaskStates, TaskStates
 from pgcc.validation import check_name, check_parameters, check_schema, check_timing, dump_json
 
@@ -28,13 +30,13 @@ _BULK_KEYS = frozenset({"task", "parameters", "at", "after", "queue"})
 
 @dataclass(frozen=True)
 class Job:
-    """One row of the jobs table."""
+    """One row of the jobs table, read by column name (the get_job query)."""
 
     id: int
     task: str
     parameters: dict[str, Any]
     queue: str | None
-    state: str
+    state: JobState
     scheduled_at: dt.datetime
     run_at: dt.datetime
     attempts: int
@@ -47,6 +49,9 @@ class Job:
     error: str | None
     result: Any
     attempt_errors: list[dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", JobState(self.state))
 
 
 def _checked_job(task: str, parameters: Mapping[str, Any] | None, at: dt.datetime | None,
@@ -104,8 +109,7 @@ def _refused(exc: psycopg.Error) -> ScheduleError:
     return ScheduleError(message)
 
 
-def _job(row: tuple[Any, ...] | None) -> Job | None:
-    return Job(*row) if row else None
+_job_row = class_row(Job)
 
 
 class Client:
@@ -190,7 +194,8 @@ class Client:
 
     def get_job(self, job_id: int) -> Job | None:
         with self.connection() as conn:
-            return _job(conn.execute(self._queries["get_job"], {"job_id": job_id}).fetchone())
+            cur = conn.cursor(row_factory=_job_row)
+            return cur.execute(self._queries["get_job"], {"job_id": job_id}).fetchone()
 
     @property
     def taskstate(self) -> TaskStates:
@@ -278,8 +283,9 @@ class AsyncClient:
 
     async def get_job(self, job_id: int) -> Job | None:
         async with self.connection() as conn:
-            cur = await conn.execute(self._queries["get_job"], {"job_id": job_id})
-            return _job(await cur.fetchone())
+            cur = conn.cursor(row_factory=_job_row)
+            await cur.execute(self._queries["get_job"], {"job_id": job_id})
+            return await cur.fetchone()
 
     @property
     def taskstate(self) -> AsyncTaskStates:
@@ -297,4 +303,4 @@ class AsyncClient:
         await self.close()
 
 
-__all__ = ["AsyncClient", "Client", "Job", "PgccError"]
+__all__ = ["AsyncClient", "Client", "Job", "JobState", "PgccError"]

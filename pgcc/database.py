@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import psycopg
+from psycopg.rows import RowFactory, RowMaker
 
 from pgcc import embedded, schema
 from pgcc.errors import ConfigurationError
@@ -43,9 +46,63 @@ def connect(dsn: str, **kwargs: object) -> psycopg.Connection[tuple[object, ...]
         raise ConfigurationError(f"cannot connect to PostgreSQL: {first}") from exc
 
 
-# A statement a long-running process sends: its name (for logs), text and parameters.
-Statement = tuple[str, str, Any]
+# A statement a long-running process sends: its name (for logs), text and
+# parameters, and optionally how its rows are read (see named_row); without
+# it, rows are plain tuples.
+Statement = tuple[str, str, Any] | tuple[str, str, Any, "RowFactory[Any]"]
 Rows = list[tuple[Any, ...]]
+NamedRow = TypeVar("NamedRow", bound=tuple[Any, ...])
+
+
+class RowMismatch(TypeError):
+    """A query's columns are not the fields of the row type it is read into."""
+
+
+@functools.cache
+def named_row(row_type: type[NamedRow]) -> RowFactory[NamedRow]:
+    """A row factory that reads each column into the field of `row_type` (a
+    NamedTuple) of the same name, whatever the columns' order in the query;
+    a column or field missing on either side raises RowMismatch.
+
+    For the worker's hot path: the columns' names are matched once per
+    statement, and when they come in the fields' order (they are written so)
+    each row is built straight from the values, as fast as a plain tuple."""
+    fields: tuple[str, ...] = row_type._fields  # type: ignore[attr-defined]
+    # The row straight from the values, without _make's check of their number:
+    # the columns' names were matched to the fields first.
+    make: RowMaker[NamedRow] = functools.partial(tuple.__new__, row_type)
+    makers: dict[tuple[bytes | None, ...], RowMaker[NamedRow]] = {}
+
+    def maker_for(names: tuple[bytes | None, ...]) -> RowMaker[NamedRow]:
+        columns = [name.decode() if name is not None else "?" for name in names]
+        if columns == list(fields):
+            return make
+        if sorted(columns) != sorted(fields):
+            raise RowMismatch(f"{row_type.__name__} has fields {', '.join(fields)}; "
+                              f"the query returns {', '.join(columns)}")
+        order = [columns.index(name) for name in fields]
+
+        def reordered(values: Sequence[Any]) -> NamedRow:
+            return make([values[i] for i in order])
+        return reordered
+
+    def factory(cursor: Any) -> RowMaker[NamedRow]:
+        result = cursor.pgresult
+        if result is None or not result.nfields:
+            return make  # a statement without rows
+        names = tuple(result.fname(i) for i in range(result.nfields))
+        found = makers.get(names)
+        if found is None:
+            found = makers[names] = maker_for(names)
+        return found
+    return factory
+
+
+def _parts(statement: Statement) -> tuple[str, str, Any, RowFactory[Any] | None]:
+    if len(statement) == 3:
+        name, query, params = statement
+        return name, query, params, None
+    return statement
 
 
 class StatementFailed(Exception):
@@ -162,13 +219,15 @@ class Link:
             conn = self.connection()
             self._call_started = time.monotonic()
             if len(groups) == 1 and len(groups[0]) == 1:
-                names, query, params = groups[0][0]
-                cur = conn.execute(query, params)
+                names, query, params, rows = _parts(groups[0][0])
+                cur = _execute(conn, query, params, rows)
                 return [[cur.fetchall() if cur.description else []]]
             with conn.pipeline():
                 for index, group in enumerate(groups):
-                    names = ", ".join(name for name, _, _ in group)
-                    cursors.append([conn.execute(query, params) for _, query, params in group])
+                    parts = [_parts(statement) for statement in group]
+                    names = ", ".join(part[0] for part in parts)
+                    cursors.append([_execute(conn, query, params, rows)
+                                    for _, query, params, rows in parts])
                     if index < len(groups) - 1:
                         commits.append(conn.execute("COMMIT"))
             for group_cursors in cursors:
@@ -180,7 +239,7 @@ class Link:
             done = sum(1 for cur in commits if cur.pgresult is not None
                        and cur.statusmessage == "COMMIT")
             if commits and done < len(groups):
-                names = ", ".join(name for name, _, _ in groups[done])
+                names = ", ".join(_parts(statement)[0] for statement in groups[done])
             results = []
             with contextlib.suppress(psycopg.Error):
                 results = [[cur.fetchall() if cur.description else [] for cur in group]
@@ -209,3 +268,10 @@ class Link:
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+def _execute(conn: psycopg.Connection[Any], query: str, params: Any,
+             rows: RowFactory[Any] | None) -> psycopg.Cursor[Any]:
+    if rows is None:
+        return conn.execute(query, params)
+    return conn.cursor(row_factory=rows).execute(query, params)

@@ -9,6 +9,11 @@ from importlib import resources
 
 from psycopg import sql
 
+from pgcc.tasks import DEFAULT_MAX_ATTEMPTS
+
+# Python's constants that queries use, written into their text as literals:
+# each is defined once, in Python.
+CONSTANTS = {"default_max_attempts": sql.Literal(DEFAULT_MAX_ATTEMPTS)}
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
@@ -42,7 +47,7 @@ class Queries:
             text = _texts(self._filename)[name]
             # Kept as text: psycopg caches the conversion of a text query, and
             # prepares it after a few runs, which a Composed object would defeat.
-            composed = sql.SQL(text).format(schema=sql.Identifier(self.schema))
+            composed = sql.SQL(text).format(schema=sql.Identifier(self.schema), **CONSTANTS)
             query = composed.as_string(None)
             self._composed[name] = query
         return query

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pgcc.database import Link, Rows, StatementFailed
 from pgcc.policy import ErrorClass, classify, describe
 from pgcc.queries import channel, for_schema, lock_space, queue_lock_space
+from pgcc.rows import REAPED, ReapRow
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,6 @@ PRUNE_BATCH = 1000
 # One tick prunes for at most this long; while eligible rows are left, the
 # next tick goes on (so pruning keeps up with any rate), between reaps.
 PRUNE_SLICE = 1.0
-DEFAULT_RETENTION = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,10 @@ class ReapResult:
 
 
 class Reaper:
-    def __init__(self, schema: str, retention: float = DEFAULT_RETENTION) -> None:
+    def __init__(self, schema: str, retention: float | None = None) -> None:
+        """`retention`: seconds finished jobs are kept; None reads the schema's
+        setting retention_seconds at each prune (one place to change it for
+        every worker and reaper)."""
         self._schema = schema
         self._queries = for_schema(schema)
         self._retention = retention
@@ -59,7 +62,9 @@ class Reaper:
         """One pass: reap, clear stale queue locks, and prune when due."""
         # With parameters (none), so that the query's %% reaches PostgreSQL as %.
         space = {"queue_lock_space": queue_lock_space(self._schema)}
-        requeued, dead, removed = self._run(link, "reap", space)[0]
+        reaped = cast(ReapRow, link.transactions([[
+            ("reap", self._queries["reap"], space, REAPED)]])[0][0][0])
+        requeued, dead, removed = reaped.requeued, reaped.dead, reaped.workers_removed
         self._run(link, "clear_stale_queue_locks", space)
         if requeued:
             # Idle workers learn when the requeued jobs are due (after their backoff)
@@ -93,7 +98,7 @@ class Reaper:
                 return total, False
 
 
-def run(dsn: str, schema: str, *, once: bool, retention: float) -> ReapResult | None:
+def run(dsn: str, schema: str, *, once: bool, retention: float | None) -> ReapResult | None:
     """`pgcc reaper`: one pass with --once, else lead (or wait to lead) until stopped."""
     reaper = Reaper(schema, retention)
     # Its leadership lives in the session: a reaper cut off from the network loses

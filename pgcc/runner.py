@@ -74,8 +74,10 @@ class ChildConfig:
     schema: str
     tasks_dir: str
     preload: list[str] = field(default_factory=list)
-    # The largest result a job may return (bytes of JSON): the parameters' limit.
-    max_result_bytes: int = 1 << 20
+    # The largest result a job may return (bytes of JSON): the parameters' limit,
+    # max_parameters_bytes in the schema's settings (None: no limit, as in SQL
+    # when the setting is removed).
+    max_result_bytes: int | None = None
     # Set in the worker when it builds the config: the process the child dies with.
     worker_pid: int = field(default_factory=os.getpid)
     # A shared double: when the worker last renewed its lease (time.monotonic(),
@@ -181,7 +183,7 @@ def _run(env: _Environment, order: JobOrder) -> tuple[JobState, str | None, str 
     except (TypeError, ValueError, RecursionError) as exc:
         return JobState.FAILED, None, \
             _storable(f"run returned a value that is not JSON: {exc}")
-    if size > env.config.max_result_bytes:
+    if env.config.max_result_bytes is not None and size > env.config.max_result_bytes:
         return JobState.FAILED, None, (
             f"run returned a result of {size} bytes as JSON; the limit is "
             f"{env.config.max_result_bytes} bytes (the parameters limit, "

@@ -5,15 +5,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import NamedTuple
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import class_row, scalar_row
 
 from pgcc.errors import ConfigurationError
 from pgcc.queries import lock_space
 from pgcc.validation import check_schema
 
 _FILE = re.compile(r"(\d{4})_(\w+)\.sql")
+
+
+class LiveWorkers(NamedTuple):
+    """Workers whose lease has not run out, and where they run."""
+
+    workers: int
+    places: str | None
 
 
 @dataclass(frozen=True)
@@ -63,8 +72,8 @@ def migrate(conn: psycopg.Connection[object], schema: str,
             " version integer PRIMARY KEY, name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        cur = conn.execute("SELECT version FROM schema_migrations")
-        done = {row[0] for row in cur.fetchall()}  # type: ignore[index]
+        done = set(conn.cursor(row_factory=scalar_row).execute(
+            "SELECT version FROM schema_migrations").fetchall())
         _refuse_newer(schema, max(done, default=None), newest)
         if done and max(done) < newest:
             _refuse_live_workers(conn, schema, max(done))
@@ -92,15 +101,15 @@ def _refuse_live_workers(conn: psycopg.Connection[object], schema: str, version:
     """Workers of one version must not share a schema with those of another:
     an upgrade waits until the older workers have stopped. A worker whose lease
     ran out counts as stopped (the reaper takes its jobs back)."""
-    row = conn.execute(sql.SQL(
-        "SELECT count(*), string_agg(format('%s pid %s', hostname, pid), ', ' ORDER BY id)"
-        " FROM {}.workers WHERE heartbeat_at > now() - lease").format(
+    live = conn.cursor(row_factory=class_row(LiveWorkers)).execute(sql.SQL(
+        "SELECT count(*) AS workers, string_agg(format('%s pid %s', hostname, pid), ', '"
+        " ORDER BY id) AS places FROM {}.workers WHERE heartbeat_at > now() - lease").format(
             sql.Identifier(schema))).fetchone()
-    if row and row[0]:  # type: ignore[index]
+    if live and live.workers:
         raise ConfigurationError(
-            f"schema {schema} is at version {version} and {row[0]} worker(s) of an older "  # type: ignore[index]
-            f"pgcc still run on it ({row[1]}): stop them, then migrate (workers of "  # type: ignore[index]
-            "two versions must not share a schema)")
+            f"schema {schema} is at version {version} and {live.workers} worker(s) of an "
+            f"older pgcc still run on it ({live.places}): stop them, then migrate (workers "
+            "of two versions must not share a schema)")
 
 
 def require_current(conn: psycopg.Connection[object], schema: str) -> None:
@@ -115,14 +124,12 @@ def require_current(conn: psycopg.Connection[object], schema: str) -> None:
 
 
 def current_version(conn: psycopg.Connection[object], schema: str) -> int | None:
-    cur = conn.execute(
-        "SELECT to_regclass(%s) IS NOT NULL", [f'"{schema}".schema_migrations']
-    )
-    row = cur.fetchone()
-    if not row or not row[0]:  # type: ignore[index]
+    cur = conn.cursor(row_factory=scalar_row)
+    if not cur.execute("SELECT to_regclass(%s) IS NOT NULL",
+                       [f'"{schema}".schema_migrations']).fetchone():
         return None
     query = sql.SQL("SELECT max(version) FROM {}.schema_migrations").format(
         sql.Identifier(schema)
     )
-    row = conn.execute(query).fetchone()
-    return row[0] if row else None  # type: ignore[index]
+    version: int | None = cur.execute(query).fetchone()
+    return version

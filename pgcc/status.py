@@ -2,39 +2,80 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
+from psycopg.rows import class_row
 
 from pgcc.queries import for_schema
+from pgcc.states import JobState
 
-STATES = ("queued", "running", "done", "failed", "dead", "cancelled")
+STATES = tuple(state.value for state in JobState)
+
+
+class StateCount(NamedTuple):
+    state: str  # a JobState's value
+    jobs: int
+
+
+class TaskCount(NamedTuple):
+    task: str
+    state: str  # a JobState's value
+    jobs: int
+
+
+class QueueCount(NamedTuple):
+    queue: str
+    queued: int
+    running: int
+
+
+class Oldest(NamedTuple):
+    waited: float | None
+
+
+class WorkerRow(NamedTuple):
+    id: int
+    hostname: str
+    pid: int
+    concurrency: int
+    task_count: int | None
+    heartbeat_age: float
+    lease: float
+    running: int
 
 
 def collect(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
     queries = for_schema(schema)
     by_state = dict.fromkeys(STATES, 0)
-    by_state.update(dict(conn.execute(queries["status_by_state"]).fetchall()))
+    for row in conn.cursor(row_factory=class_row(StateCount)).execute(
+            queries["status_by_state"]):
+        by_state[JobState(row.state).value] = row.jobs
     by_task: dict[str, dict[str, int]] = {}
-    for task, state, count in conn.execute(queries["status_by_task"]).fetchall():
-        by_task.setdefault(task, {"queued": 0, "running": 0})[state] = count
-    by_queue = {queue: {"queued": queued, "running": running}
-                for queue, queued, running in conn.execute(queries["status_by_queue"])}
-    oldest = conn.execute(queries["status_oldest_waiting"]).fetchone()
+    for task in conn.cursor(row_factory=class_row(TaskCount)).execute(
+            queries["status_by_task"]):
+        counts = by_task.setdefault(task.task, {JobState.QUEUED.value: 0,
+                                                JobState.RUNNING.value: 0})
+        counts[JobState(task.state).value] = task.jobs
+    by_queue = {q.queue: {JobState.QUEUED.value: q.queued, JobState.RUNNING.value: q.running}
+                for q in conn.cursor(row_factory=class_row(QueueCount)).execute(
+                    queries["status_by_queue"])}
+    oldest = conn.cursor(row_factory=class_row(Oldest)).execute(
+        queries["status_oldest_waiting"]).fetchone()
     workers = [
-        {"id": wid, "hostname": host, "pid": pid, "concurrency": concurrency,
-         "tasks": task_count or 0, "heartbeat_age": round(age, 3), "lease": lease,
-         "running": running}
-        for wid, host, pid, concurrency, task_count, age, lease, running
-        in conn.execute(queries["status_workers"])
+        {"id": w.id, "hostname": w.hostname, "pid": w.pid, "concurrency": w.concurrency,
+         "tasks": w.task_count or 0, "heartbeat_age": round(w.heartbeat_age, 3),
+         "lease": w.lease, "running": w.running}
+        for w in conn.cursor(row_factory=class_row(WorkerRow)).execute(
+            queries["status_workers"])
     ]
     return {
         "schema": schema,
         "jobs": by_state,
         "tasks": by_task,
         "queues": by_queue,
-        "oldest_waiting_seconds": None if not oldest or oldest[0] is None
-        else round(oldest[0], 3),
+        "oldest_waiting_seconds": None if oldest is None or oldest.waited is None
+        else round(oldest.waited, 3),
         "workers": workers,
     }
 

@@ -4,7 +4,7 @@
 it back with an optimistic check: if someone saved the same state since it
 was read, StaleTaskStateError is raised and nothing is written (no update is
 lost silently). Read it again with `get` and decide. A field that cannot be
-written (a status that is not one of STATUSES, data JSON cannot hold) raises
+written (a status that is not a TaskStatus, data JSON cannot hold) raises
 TaskStateError before anything is written.
 """
 
@@ -14,15 +14,46 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import psycopg
+from psycopg.rows import class_row
 
 from pgcc.errors import ScheduleError, StaleTaskStateError, TaskStateError
 from pgcc.queries import Queries
+from pgcc.states import TaskStatus
 from pgcc.validation import check_name, dump_parameters
 
-STATUSES = ("pending", "started", "complete", "failed")
+STATUSES = tuple(status.value for status in TaskStatus)
+
+
+@dataclass(frozen=True)
+class TaskStateRow:
+    """A row of the taskstate table, as the taskstate_get query reads it."""
+
+    id: str
+    status: TaskStatus
+    error: str | None
+    tries_remaining: int | None
+    data: Any
+    version: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", TaskStatus(self.status))
+
+
+class SavedRow(NamedTuple):
+    """What the taskstate_save query returns."""
+
+    version: int
+    updated_at: dt.datetime
+
+
+_read_row = class_row(TaskStateRow)
+_saved_row = class_row(SavedRow)
 
 SyncConnect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 AsyncConnect = Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]]
@@ -32,7 +63,7 @@ class _StateFields:
     """The row's fields, and the checks `save` makes before writing them."""
 
     id: str
-    status: str
+    status: TaskStatus | str
     error: str | None
     tries_remaining: int | None
     data: Any
@@ -40,12 +71,13 @@ class _StateFields:
     created_at: dt.datetime
     updated_at: dt.datetime
 
-    def __init__(self, row: tuple[Any, ...]) -> None:
-        (self.id, self.status, self.error, self.tries_remaining, self.data,
-         self._version, self.created_at, self.updated_at) = row
+    def __init__(self, row: TaskStateRow) -> None:
+        self.id, self.status, self.error = row.id, row.status, row.error
+        self.tries_remaining, self.data, self._version = row.tries_remaining, row.data, row.version
+        self.created_at, self.updated_at = row.created_at, row.updated_at
 
     def __repr__(self) -> str:
-        return (f"TaskState(id={self.id!r}, status={self.status!r}, error={self.error!r}, "
+        return (f"TaskState(id={self.id!r}, status={str(self.status)!r}, error={self.error!r}, "
                 f"tries_remaining={self.tries_remaining!r}, data={self.data!r})")
 
     def _save_params(self) -> dict[str, Any]:
@@ -70,21 +102,21 @@ class _StateFields:
             message = str(exc).removeprefix("parameters: ")
             raise TaskStateError(f"task state {self.id!r}: {message}") from None
         data = json.dumps(self.data, ensure_ascii=False, allow_nan=False)
-        return {"id": self.id, "status": self.status, "error": self.error,
+        return {"id": self.id, "status": str(self.status), "error": self.error,
                 "tries_remaining": self.tries_remaining, "data": data,
                 "version": self._version}
 
-    def _saved(self, row: tuple[Any, ...] | None) -> None:
+    def _saved(self, row: SavedRow | None) -> None:
         if row is None:
             raise StaleTaskStateError(
                 f"task state {self.id!r} was saved by someone else since it was read; "
                 "get it again"
             )
-        self._version, self.updated_at = row
+        self._version, self.updated_at = row.version, row.updated_at
 
 
 class TaskState(_StateFields):
-    def __init__(self, row: tuple[Any, ...], connect: SyncConnect, queries: Queries) -> None:
+    def __init__(self, row: TaskStateRow, connect: SyncConnect, queries: Queries) -> None:
         super().__init__(row)
         self._connect = connect
         self._queries = queries
@@ -92,11 +124,12 @@ class TaskState(_StateFields):
     def save(self) -> None:
         params = self._save_params()
         with self._connect() as conn:
-            self._saved(conn.execute(self._queries["taskstate_save"], params).fetchone())
+            cur = conn.cursor(row_factory=_saved_row)
+            self._saved(cur.execute(self._queries["taskstate_save"], params).fetchone())
 
 
 class AsyncTaskState(_StateFields):
-    def __init__(self, row: tuple[Any, ...], connect: AsyncConnect, queries: Queries) -> None:
+    def __init__(self, row: TaskStateRow, connect: AsyncConnect, queries: Queries) -> None:
         super().__init__(row)
         self._connect = connect
         self._queries = queries
@@ -104,7 +137,8 @@ class AsyncTaskState(_StateFields):
     async def save(self) -> None:
         params = self._save_params()
         async with self._connect() as conn:
-            cur = await conn.execute(self._queries["taskstate_save"], params)
+            cur = conn.cursor(row_factory=_saved_row)
+            await cur.execute(self._queries["taskstate_save"], params)
             self._saved(await cur.fetchone())
 
 
@@ -125,11 +159,12 @@ class TaskStates:
     def get(self, state_id: str) -> TaskState:
         params = {"id": _check_id(state_id)}
         with self._connect() as conn:
+            cur = conn.cursor(row_factory=_read_row)
             row = None
             # A second try covers a row created by someone else after this
             # statement's snapshot was taken.
             for _ in range(2):
-                row = conn.execute(self._queries["taskstate_get"], params).fetchone()
+                row = cur.execute(self._queries["taskstate_get"], params).fetchone()
                 if row is not None:
                     break
         assert row is not None
@@ -144,9 +179,10 @@ class AsyncTaskStates:
     async def get(self, state_id: str) -> AsyncTaskState:
         params = {"id": _check_id(state_id)}
         async with self._connect() as conn:
+            cur = conn.cursor(row_factory=_read_row)
             row = None
             for _ in range(2):
-                cur = await conn.execute(self._queries["taskstate_get"], params)
+                await cur.execute(self._queries["taskstate_get"], params)
                 row = await cur.fetchone()
                 if row is not None:
                     break

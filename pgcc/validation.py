@@ -82,7 +82,7 @@ def _check_value(value: object, path: str, depth: int = 0) -> None:
         return
     if isinstance(value, dict):
         for key, item in value.items():
-            if type(key) is not str:
+            if type(key) is not str and not isinstance(key, str):
                 raise ParameterTypeError(
                     f"parameters: {where} has a key {key!r} of type {type(key).__name__}; "
                     "JSON keys must be strings"
@@ -94,6 +94,10 @@ def _check_value(value: object, path: str, depth: int = 0) -> None:
             if item is None or kind is int or kind is bool or (kind is str and _plain_text(item)):
                 continue
             _check_value(item, _key_path(path, key), depth + 1)
+        return
+    if isinstance(value, str):
+        # A str subclass, such as a JobState or TaskStatus: JSON holds its text.
+        _check_text(value, where)
         return
     hint = " (pass ids, not objects)" if kind not in (tuple, set, bytes, frozenset) else ""
     raise ParameterTypeError(

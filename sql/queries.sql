@@ -1,7 +1,8 @@
 -- Named queries pgcc runs. Each block starts with "-- name: NAME".
 -- {schema} is filled with the environment's schema as a quoted identifier
--- (psycopg.sql.Identifier); values are always bound as parameters.
--- Braces appear nowhere else in this file. Whole-line comments are for the
+-- (psycopg.sql.Identifier), and {default_max_attempts} with the constant of
+-- pgcc.tasks (see pgcc.queries.CONSTANTS); values are always bound as
+-- parameters. Braces appear nowhere else in this file. Whole-line comments are for the
 -- reader and are not sent (pgcc/queries.py).
 
 -- name: schedule_task
@@ -39,10 +40,10 @@ WHERE id = %(id)s AND version = %(version)s
 RETURNING version, updated_at;
 
 -- name: status_by_state
-SELECT state, count(*) FROM {schema}.jobs GROUP BY state ORDER BY state;
+SELECT state, count(*) AS jobs FROM {schema}.jobs GROUP BY state ORDER BY state;
 
 -- name: status_by_task
-SELECT task, state, count(*) FROM {schema}.jobs
+SELECT task, state, count(*) AS jobs FROM {schema}.jobs
 WHERE state IN ('queued', 'running')
 GROUP BY task, state ORDER BY task, state;
 
@@ -54,7 +55,7 @@ WHERE queue IS NOT NULL AND state IN ('queued', 'running')
 GROUP BY queue ORDER BY queue;
 
 -- name: status_oldest_waiting
-SELECT extract(epoch FROM now() - min(run_at))::float8
+SELECT extract(epoch FROM now() - min(run_at))::float8 AS waited
 FROM {schema}.jobs WHERE state = 'queued' AND run_at <= now();
 
 -- name: status_workers
@@ -86,8 +87,8 @@ WITH renewed AS (
     WHERE worker_id IN (SELECT id FROM renewed) AND state = 'running'
     RETURNING id, token
 )
-SELECT r.id, coalesce((SELECT array_agg(id) FROM jobs_renewed), ARRAY[]::bigint[]),
-       coalesce((SELECT array_agg(token) FROM jobs_renewed), ARRAY[]::bigint[])
+SELECT r.id, coalesce((SELECT array_agg(id) FROM jobs_renewed), ARRAY[]::bigint[]) AS job_ids,
+       coalesce((SELECT array_agg(token) FROM jobs_renewed), ARRAY[]::bigint[]) AS tokens
 FROM renewed r;
 
 -- name: take_in_touched_queues
@@ -191,7 +192,9 @@ SELECT extract(epoch FROM least(
 ))::float8 - extract(epoch FROM now())::float8;
 
 -- name: max_parameters_bytes
-SELECT value::bigint FROM {schema}.settings WHERE key = 'max_parameters_bytes';
+-- One row, NULL when the setting is removed (the SQL doors then limit nothing).
+SELECT (SELECT value::bigint FROM {schema}.settings WHERE key = 'max_parameters_bytes')
+    AS max_parameters_bytes;
 
 -- name: lock_outcome_queues
 -- First in a transaction of responses: the advisory locks of the queues whose
@@ -281,7 +284,8 @@ WITH outcome AS (
     ON CONFLICT (queue) DO UPDATE
     SET job_id = excluded.job_id, task = excluded.task, run_at = excluded.run_at
 )
-SELECT false, id, NULL::text, NULL::text, NULL::text, NULL::int, NULL::text, NULL::bigint
+SELECT false AS started, id, NULL::text AS task, NULL::text AS parameters, NULL::text AS queue,
+       NULL::int AS attempts, NULL::text AS run_at, NULL::bigint AS token
 FROM finished
 UNION ALL
 SELECT true, id, task, parameters, queue, attempts, run_at::text, token FROM started;
@@ -300,7 +304,7 @@ SELECT {schema}.refresh_queue_heads(%(queue_lock_space)s, ARRAY(
 -- once it has used its attempts. Fenced like finish.
 WITH lost AS (
     SELECT l.*, {schema}.attempts_used(j.attempts, j.attempt_errors) AS used,
-           coalesce(j.max_attempts, 10) AS allowed
+           coalesce(j.max_attempts, {default_max_attempts}) AS allowed
     FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(reasons)s::text[])
         AS l(id, token, reason)
     JOIN {schema}.jobs j ON j.id = l.id
@@ -368,7 +372,7 @@ WITH expired AS (
     FOR UPDATE SKIP LOCKED
 ), orphans AS (
     SELECT j.id, j.worker_id, {schema}.attempts_used(j.attempts, j.attempt_errors) AS used,
-           coalesce(j.max_attempts, 10) AS allowed
+           coalesce(j.max_attempts, {default_max_attempts}) AS allowed
     FROM {schema}.jobs j
     WHERE j.state = 'running'
       AND (j.worker_id IN (SELECT id FROM expired)
@@ -424,10 +428,13 @@ FROM cleared c WHERE j.queue = c.queue AND j.state = 'queued';
 -- name: prune
 -- One small batch of finished jobs past the retention; SKIP LOCKED so it never
 -- waits on (or blocks) a claim. The reaper repeats it until a batch comes back short.
+-- The retention is %(retention)s seconds if given (--retention), else the
+-- schema's setting retention_seconds; with neither, nothing is pruned.
 DELETE FROM {schema}.jobs WHERE id IN (
     SELECT id FROM {schema}.jobs
     WHERE state IN ('done', 'failed', 'dead', 'cancelled')
-      AND finished_at < now() - make_interval(secs => %(retention)s)
+      AND finished_at < now() - make_interval(secs => coalesce(%(retention)s::float8, (
+          SELECT value::float8 FROM {schema}.settings WHERE key = 'retention_seconds')))
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
 )

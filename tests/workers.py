@@ -180,7 +180,7 @@ def finish_as_worker(conn: psycopg.Connection[Any], queries: Queries, worker: in
     writer.add([Response(o[0], o[1], JobState(o[2]), o[3], o[4], *o[5:]) for o in outcomes])
     with conn.transaction():
         results = [conn.execute(query, params).fetchall()
-                   for _, query, params in writer.statements(worker, 0)]
+                   for _, query, params, *_ in writer.statements(worker, 0)]
     if any(o[5:] and o[5] is not None for o in outcomes):
         return [(row[1],) for row in results[-1] if not row[0]]
     return results[-1]

@@ -41,7 +41,8 @@ class WorkerConfig:
     lease: float = 30.0
     grace: float = 30.0
     reaper: bool = True
-    retention: float = 7 * 24 * 3600.0
+    # Seconds finished jobs are kept; None: the schema's setting retention_seconds.
+    retention: float | None = None
     poll_interval: float = 1.0
     log_parameters: bool = False
     prefetch: int = DEFAULT_PREFETCH

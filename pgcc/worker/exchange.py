@@ -20,7 +20,8 @@ import os
 import selectors
 import socket
 import time
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple, cast
 
 import psycopg
 from psycopg import sql
@@ -28,6 +29,7 @@ from psycopg import sql
 from pgcc.database import LINK_CONNECT_TIMEOUT, Link, Rows, Statement, StatementFailed
 from pgcc.policy import ErrorClass, classify, describe
 from pgcc.queries import channel, for_schema, queue_lock_space
+from pgcc.rows import CLAIMED, RUNNING, ClaimedRow, HandedRow, RunningRow
 from pgcc.worker.config import (
     CLAIM_UNTIL,
     MAX_PENDING_OUTCOMES,
@@ -76,7 +78,7 @@ class Close(NamedTuple):
 
 class Registered(NamedTuple):
     worker_id: int
-    max_parameters_bytes: int
+    max_parameters_bytes: int | None
 
 
 class Closed(NamedTuple):
@@ -303,8 +305,11 @@ class Exchange:
         self._status.registered(self._worker_id)
         if not self._announced:
             self._announced = True
-            limit = rows[1][0][0] if rows[1] else 1 << 20
-            self._supervisor.put(Registered(self._worker_id, int(limit)))
+            # The query's one row holds the limit, or NULL when the setting is
+            # removed: then nothing is limited, here as in the SQL doors.
+            limit = rows[1][0][0]
+            self._supervisor.put(Registered(self._worker_id,
+                                            None if limit is None else int(limit)))
 
     def _registration_lost(self) -> None:
         """The reaper declared this worker dead: its jobs are stopped by the
@@ -319,11 +324,12 @@ class Exchange:
     def _reconcile(self) -> None:
         """After an outage: a claim may have committed without its answer
         reaching this worker. Such jobs run nowhere; put them back."""
-        rows = self.link.transactions([[("running_of_worker", self._queries["running_of_worker"],
-                                         {"worker": self._worker_id})]])[0][0]
+        rows = cast(list[RunningRow], self.link.transactions([[(
+            "running_of_worker", self._queries["running_of_worker"],
+            {"worker": self._worker_id}, RUNNING)]])[0][0])
         known = set(self._ledger)
         known.update((o.id, o.token) for o in self._writer.pending())
-        orphans = [(job_id, token) for job_id, token in rows if (job_id, token) not in known]
+        orphans = [(row.id, row.token) for row in rows if (row.id, row.token) not in known]
         if orphans:
             log.warning("%d claimed jobs never reached a child; putting them back", len(orphans))
             self._writer.add([PutBack(job_id, token, started=False) for job_id, token in orphans])
@@ -433,7 +439,7 @@ class Exchange:
                 "head_limit": heads, "head_scan": 2 * heads + HEAD_SCAN_SPARE,
                 "queue_lock_space": self._queue_lock_space,
                 "free_after_run_at": free_after[0], "free_after_id": free_after[1],
-            }))
+            }, CLAIMED))
             # For the wake-up timer if the claim comes back short, in the same
             # round trip; only when something may have changed it.
             asking_due = not self._due_known or now >= self._next_poll
@@ -461,7 +467,7 @@ class Exchange:
                 # Until a call finds nothing touched: there may be more than a batch.
                 taken = rows.pop(0)
                 self._take_in = bool(taken and taken[0][0])
-            self._claimed(rows[0], limit, free_after, now)
+            self._claimed(cast(list[ClaimedRow], rows[0]), limit, free_after, now)
             if asking_due:
                 self._due_known = True
                 if not self._want_claim:
@@ -475,12 +481,13 @@ class Exchange:
         self._take(started)
         return len(started)
 
-    def _take(self, rows: Rows) -> None:
+    def _take(self, rows: Sequence[ClaimedRow | HandedRow]) -> None:
         """Jobs this worker now runs (claimed, or next in a queue) to the children."""
         orders = []
-        for job_id, task, parameters, queue, attempt, _, token in rows:
-            orders.append(JobOrder(job_id, task, parameters, attempt, queue, token))
-            self._ledger.add((job_id, token))
+        for row in rows:
+            orders.append(JobOrder(row.id, row.task, row.parameters, row.attempts, row.queue,
+                                   row.token))
+            self._ledger.add((row.id, row.token))
         if orders:
             assert self._pool is not None
             sound = not self._status.get().in_doubt(time.monotonic(), self._config.lease)
@@ -488,7 +495,8 @@ class Exchange:
             # Jobs no child could take came back as put-backs.
             self._collect()
 
-    def _claimed(self, rows: Rows, limit: int, free_after: tuple[str, int], now: float) -> None:
+    def _claimed(self, rows: list[ClaimedRow], limit: int, free_after: tuple[str, int],
+                 now: float) -> None:
         self._take(rows)
         self._want_claim = len(rows) == limit
         self._room_grew = False
@@ -500,8 +508,8 @@ class Exchange:
             return
         # Rows come in claim order: the last without a queue is the position.
         for row in reversed(rows):
-            if row[3] is None:
-                self._free_after = (row[5], row[0])
+            if row.queue is None:
+                self._free_after = (row.run_at, row.id)
                 break
 
     def _schedule_poll(self, next_due: float | None) -> None:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from pgcc.database import Link, StatementFailed
 from pgcc.policy import ErrorClass, classify, describe
 from pgcc.queries import for_schema
+from pgcc.rows import HEARTBEAT, HeartbeatRow
 from pgcc.worker.config import Backoff, WorkerConfig
 from pgcc.worker.parts import LeaseStatus, Mailbox
 
@@ -56,8 +57,9 @@ class LeaseKeeper:
             return 0.05  # the exchange registers (again)
         started = time.monotonic()
         try:
-            rows = self.link.transactions([[("heartbeat", self._queries["heartbeat"],
-                                             {"worker": lease.worker_id})]])[0][0]
+            rows = cast(list[HeartbeatRow], self.link.transactions([[(
+                "heartbeat", self._queries["heartbeat"], {"worker": lease.worker_id},
+                HEARTBEAT)]])[0][0])
         except StatementFailed as failure:
             if classify(failure.cause) is ErrorClass.CONNECTION:
                 self.link.close()
@@ -72,8 +74,9 @@ class LeaseKeeper:
             self._warned = False
         if rows:
             if self._status.renewed(lease.worker_id, started):
-                _, ids, tokens = rows[0]
-                self._supervisor.put(Held(started, frozenset(zip(ids, tokens, strict=True))))
+                held = rows[0]
+                self._supervisor.put(Held(started, frozenset(
+                    zip(held.job_ids, held.tokens, strict=True))))
         elif self._status.lose(lease.worker_id):
             self._supervisor.wake()
             self._exchange.wake()

@@ -8,19 +8,10 @@ database as one of the `Outcome` records.
 
 from __future__ import annotations
 
-import enum
 from typing import NamedTuple
 
-
-class JobState(str, enum.Enum):
-    """The `state` column of the jobs table."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    DEAD = "dead"
-    CANCELLED = "cancelled"
+# Defined with the client's: one enum of job states (re-exported here).
+from pgcc.states import JobState
 
 
 class JobOrder(NamedTuple):
@@ -86,3 +77,6 @@ class PutBack(NamedTuple):
 
 
 Outcome = Response | NoResponse | PutBack
+
+__all__ = ["SHUTDOWN", "Answer", "JobOrder", "JobState", "NoResponse", "Outcome", "PutBack",
+           "Ready", "Response"]

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
+from typing import cast
 
 from pgcc.database import Link, Rows, Statement, StatementFailed
 from pgcc.policy import ErrorClass, classify, describe
 from pgcc.queries import Queries, queue_lock_space
+from pgcc.rows import HANDED, IDS, RETRIED, HandedRow, IdRow, RetriedRow
 from pgcc.worker.messages import JobState, NoResponse, Outcome, PutBack, Response
 
 log = logging.getLogger("pgcc.worker")
@@ -85,17 +88,17 @@ class OutcomeWriter:
                 "worker": worker, "outcomes": json.dumps(responses, ensure_ascii=False),
                 "tasks": self._tasks, "max_attempts": self._max_attempts,
                 "hand_limit": hand_limit,
-            }))
+            }, HANDED))
         elif responses:
             statements.append(("finish", self._queries["finish"], {
                 "worker": worker, "queue_lock_space": self._space,
                 "outcomes": json.dumps(responses, ensure_ascii=False),
-            }))
+            }, IDS))
         if lost:
             statements.append(("retry", self._queries["retry"], {
                 "worker": worker, "queue_lock_space": self._space, "ids": [o.id for o in lost],
                 "tokens": [o.token for o in lost], "reasons": [o.reason for o in lost],
-            }))
+            }, RETRIED))
         if back:
             statements.append(("release", self._queries["release"], {
                 "worker": worker, "queue_lock_space": self._space, "ids": [o.id for o in back],
@@ -110,27 +113,27 @@ class OutcomeWriter:
             }))
         return statements
 
-    def written(self, results: list[Rows]) -> Rows:
+    def written(self, results: list[Rows]) -> list[HandedRow]:
         """The statements from `statements()` were committed with these
         results. Returns the jobs started on this worker, as a claim does."""
         responses, lost, back = self._sent
         sent = (self._responses[:responses], self._lost[:lost], self._back[:back])
         del self._responses[:responses], self._lost[:lost], self._back[:back]
         rows = iter(results)
-        started: Rows = []
+        started: list[HandedRow] = []
         if sent[0] and any(o.queue is not None for o in sent[0]):
             next(rows)  # the queues' locks
-            finish_rows = next(rows)
-            _report_stale(sent[0], [row[1:2] for row in finish_rows if not row[0]], "response")
-            started = [row[1:] for row in finish_rows if row[0]]
+            handed = cast(list[HandedRow], next(rows))
+            _report_stale(sent[0], [row for row in handed if not row.started], "response")
+            started = [row for row in handed if row.started]
         elif sent[0]:
-            _report_stale(sent[0], next(rows), "response")
+            _report_stale(sent[0], cast(list[IdRow], next(rows)), "response")
         if sent[1]:
-            lost_rows = next(rows)
-            _report_stale(sent[1], lost_rows, "no-response")
-            for row in lost_rows:
-                if row[1] == JobState.DEAD.value:
-                    log.error("job %s is dead: no response after its last attempt", row[0])
+            retried = cast(list[RetriedRow], next(rows))
+            _report_stale(sent[1], retried, "no-response")
+            for row in retried:
+                if row.state == JobState.DEAD:
+                    log.error("job %s is dead: no response after its last attempt", row.id)
         return started
 
     def write_one_by_one(self, link: Link, worker_id: int) -> None:
@@ -194,11 +197,12 @@ def _ascii(text: str) -> str:
     return text.encode("ascii", "backslashreplace").decode("ascii")
 
 
-def _report_stale(sent: list[Response] | list[NoResponse], rows: Rows, what: str) -> None:
+def _report_stale(sent: list[Response] | list[NoResponse],
+                  rows: Sequence[IdRow | HandedRow | RetriedRow], what: str) -> None:
     """Log what the fencing turned away: late answers of attempts no longer current."""
     if len(rows) == len(sent):
         return
-    written = {row[0] for row in rows}
+    written = {row.id for row in rows}
     for outcome in sent:
         if outcome.id not in written:
             log.warning("job %s: dropped a late %s of an earlier claim (a newer claim or a "

@@ -175,7 +175,9 @@ class Pool:
         self._prefetch = prefetch
         # A child's message is a list of jobs or an answer: at most a few
         # results or parameters under the limit, and an error text.
-        self._max_frame = 16 * config.max_result_bytes + (64 << 20)
+        # Without a limit, PostgreSQL's own: no field is larger than 1 GB.
+        limit = config.max_result_bytes if config.max_result_bytes is not None else 1 << 30
+        self._max_frame = 16 * limit + (64 << 20)
         self.children: list[Child] = []
         self.outcomes: list[Outcome] = []
         # A moving average of how long jobs run here; prefetching waits until it is known.
