@@ -12,6 +12,7 @@ from psycopg import errors
 
 from pgcc.database import Rows, Statement, StatementFailed
 from pgcc.queries import Queries, queue_lock_space
+from pgcc.rows import HandedRow, IdRow, RetriedRow
 from pgcc.worker.messages import JobState, NoResponse, Outcome, PutBack, Response
 from pgcc.worker.outcomes import OutcomeWriter, _substitute
 
@@ -26,11 +27,11 @@ def writer(*outcomes: Outcome) -> OutcomeWriter:
 
 
 def names(statements: list[Statement]) -> list[str]:
-    return [name for name, _, _ in statements]
+    return [statement[0] for statement in statements]
 
 
 def params(statements: list[Statement], name: str) -> dict[str, Any]:
-    (found,) = [p for n, _, p in statements if n == name]
+    (found,) = [s[2] for s in statements if s[0] == name]
     return found  # type: ignore[no-any-return]
 
 
@@ -44,7 +45,7 @@ def test_responses_without_a_queue_are_one_finish() -> None:
     failed = Response(2, 12, JobState.FAILED, None, "boom")
     statements = writer(done, failed).statements(WORKER, 5)
     assert names(statements) == ["finish"]
-    _, query, args = statements[0]
+    _, query, args, *_ = statements[0]
     assert query == Queries(SCHEMA)["finish"]
     assert args["worker"] == WORKER
     assert args["queue_lock_space"] == queue_lock_space(SCHEMA)
@@ -87,7 +88,7 @@ def test_lost_and_put_back_jobs_are_retried_released_then_heads_refreshed() -> N
 def test_every_statement_is_the_named_query_of_the_schema() -> None:
     w = writer(Response(1, 11, JobState.DONE, "1", None, "q"), NoResponse(2, 12, "x"),
                PutBack(3, 13, started=True))
-    for name, query, _ in w.statements(WORKER, 1):
+    for name, query, *_ in w.statements(WORKER, 1):
         assert query == Queries(SCHEMA)[name]
         assert f'"{SCHEMA}".' in query
 
@@ -97,7 +98,7 @@ def test_what_arrives_during_a_write_stays_pending_after_it() -> None:
     w.statements(WORKER, 0)
     late = Response(3, 13, JobState.DONE, "3", None)
     w.add([late])
-    assert w.written([[(1,)], [(2, "queued")], []]) == []
+    assert w.written([[IdRow(1)], [RetriedRow(2, "queued")], []]) == []
     assert w.pending() == [late]
 
 
@@ -105,8 +106,9 @@ def test_jobs_handed_on_in_the_write_are_returned_as_a_claim_returns_them() -> N
     w = writer(Response(1, 11, JobState.DONE, "1", None, "q"))
     w.statements(WORKER, 1)
     # finish_in_queues rows: (started here?, id, ...); the locks' result comes first.
-    started = w.written([[], [(False, 1), (True, 7, 21, "t", "{}", 1, "q")]])
-    assert started == [(7, 21, "t", "{}", 1, "q")]
+    ended = HandedRow(False, 1, None, None, None, None, None, None)  # type: ignore[arg-type]
+    handed = HandedRow(True, 7, "t", "{}", "q", 1, "2026-12-02 10:00:00+00", 21)
+    assert w.written([[], [ended, handed]]) == [handed]
     assert len(w) == 0
 
 
@@ -167,8 +169,8 @@ def test_one_by_one_only_the_refused_outcome_changes() -> None:
     link = LatinLink()
     w.write_one_by_one(link, WORKER)  # type: ignore[arg-type]
     assert len(w) == 0
-    finished = [json.loads(p["outcomes"])[0] for n, _, p in link.taken if n == "finish"]
+    finished = [json.loads(s[2]["outcomes"])[0] for s in link.taken if s[0] == "finish"]
     assert finished[0] == [1, 11, "done", '"café"', None, None]
     assert finished[1][:4] == [2, 12, "failed", None]
     assert "result could not be stored" in finished[1][4]
-    assert [p["ids"] for n, _, p in link.taken if n == "retry"] == [[3]]
+    assert [s[2]["ids"] for s in link.taken if s[0] == "retry"] == [[3]]

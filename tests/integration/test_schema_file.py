@@ -75,7 +75,7 @@ def catalog(conn: psycopg.Connection[Any], name: str) -> dict[str, list[tuple[An
     row = conn.execute("SELECT oid FROM pg_namespace WHERE nspname = %s", [name]).fetchone()
     assert row is not None, f"no schema {name}"
     found: dict[str, list[tuple[Any, ...]]] = {
-        what: conn.execute(query, {"ns": row[0]}).fetchall()  # type: ignore[arg-type]
+        what: conn.execute(query, {"ns": row[0]}).fetchall()
         for what, query in CATALOG.items()}
     found["settings"] = conn.execute(sql.SQL("SELECT key, value::text FROM {}.settings"
                                              " ORDER BY key").format(sql.Identifier(name))
