@@ -15,8 +15,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
+
+import pgcc
 
 # Runs the `pgcc` console script's main() with the given arguments; at exit,
 # writes sys.modules' names to the file named by $MODULES_OUT.
@@ -82,10 +87,24 @@ def test_schedule_loads_neither_worker_nor_bench(tmp_path: Path, pg_dsn: str,
     assert _among(modules, BENCH + WORKER) == []
 
 
-def test_worker_loads_no_bench(tmp_path: Path, pg_dsn: str, schema_name: str) -> None:
+# A task that tells which of these modules its child found loaded.
+_PROBE_TASK = """import sys
+def run(params):
+    return sorted(m for m in ("pgcc.client", "psycopg_pool", "pgcc.bench") if m in sys.modules)
+"""
+
+
+def test_worker_loads_no_bench_and_leaves_the_client_to_its_children(
+        tmp_path: Path, pg_dsn: str, schema_name: str, client: pgcc.Client,
+        db: psycopg.Connection[Any]) -> None:
+    """The worker process itself never schedules: the client (and psycopg_pool)
+    is loaded in the forkserver, before the children are forked from it."""
     tasks = tmp_path / "tasks"
     tasks.mkdir()
-    (tasks / "noop.py").write_text("def run(params):\n    return None\n")
+    (tasks / "loaded.py").write_text(_PROBE_TASK)
+    job_id = client.schedule_task("loaded", {})
+    finished = sql.SQL("SELECT result FROM {}.jobs WHERE id = %s AND finished_at IS NOT NULL"
+                       ).format(sql.Identifier(schema_name))
     out = tmp_path / "modules.json"
     args = ["worker", "--dsn", pg_dsn, "--schema", schema_name, "--tasks", str(tasks),
             "--concurrency", "1", "--no-reaper"]
@@ -95,17 +114,18 @@ def test_worker_loads_no_bench(tmp_path: Path, pg_dsn: str, schema_name: str) ->
                                    stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + 60
-        while " ready: " not in log.read_text():
+        while (row := db.execute(finished, [job_id]).fetchone()) is None:
             assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the worker did not start"
+            assert time.monotonic() < deadline, "the job did not run"
             time.sleep(0.05)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
     assert process.returncode == 0, log.read_text()
+    assert row[0] == ["pgcc.client", "psycopg_pool"]
     modules = _loaded(out)
     assert "pgcc.worker.supervisor" in modules
-    assert _among(modules, BENCH) == []
+    assert _among(modules, (*BENCH, "pgcc.client", "psycopg_pool")) == []
 
 
 def test_the_clis_copies_agree_with_their_originals() -> None:
