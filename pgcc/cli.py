@@ -16,18 +16,19 @@ from typing import Annotated, Any, NoReturn
 import psycopg
 import typer
 
-from pgcc import bench as bench_module
-from pgcc import embedded, grants, schema, status
-from pgcc import reaper as reaper_module
-from pgcc.bench import WORKLOADS
-from pgcc.client import Client
 from pgcc.database import DEFAULT_SCHEMA, connect, resolve_dsn
 from pgcc.errors import ConfigurationError, PgccError
 from pgcc.grants import Grant
-from pgcc.validation import load_parameters, parse_at
-from pgcc.worker import probe
-from pgcc.worker.config import DEFAULT_PREFETCH, WorkerConfig
-from pgcc.worker.supervisor import Worker
+
+# Each command imports what it runs inside its own function: `pgcc schedule`
+# loads neither the worker nor the bench, `pgcc worker` not the bench. Above is
+# only what the commands' definitions and _errors need. The two values below
+# show in --help; they are copies, so as not to import their modules for it
+# (tests/test_imports.py checks that they agree with the originals).
+# pgcc.worker.config.DEFAULT_PREFETCH:
+DEFAULT_PREFETCH = 32
+# pgcc.bench.WORKLOADS:
+BENCH_WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="pgcc: a job queue that lives entirely in PostgreSQL.")
@@ -94,6 +95,8 @@ def _with_connection(dsn: str | None, schema_name: str,
 def migrate(dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False
             ) -> None:
     """Create or upgrade the schema (idempotent; safe from several processes)."""
+    from pgcc import schema
+
     setup_logging(verbose)
     with _errors():
         applied = _with_connection(dsn, schema_name,
@@ -113,6 +116,8 @@ def grant_command(
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
 ) -> None:
     """Give a role the rights it needs in this environment, and no more."""
+    from pgcc import grants
+
     setup_logging(verbose)
     with _errors():
         _with_connection(dsn, schema_name,
@@ -131,6 +136,9 @@ def schedule(
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
 ) -> None:
     """Schedule a job; prints its id, and only its id."""
+    from pgcc.client import Client
+    from pgcc.validation import load_parameters, parse_at
+
     setup_logging(verbose)
     with _errors():
         params = load_parameters(parameters)
@@ -144,6 +152,8 @@ def schedule(
 def cancel(job_id: int, dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA,
            verbose: Verbose = False) -> None:
     """Cancel a job that has not started yet."""
+    from pgcc.client import Client
+
     setup_logging(verbose)
     with _errors(), Client(dsn, schema=schema_name) as client:
         cancelled = client.cancel(job_id)
@@ -158,6 +168,8 @@ def show_status(
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
 ) -> None:
     """Jobs by state, task and queue; the oldest waiting job; live workers."""
+    from pgcc import status
+
     setup_logging(verbose)
     with _errors():
         report = _with_connection(dsn, schema_name,
@@ -196,6 +208,11 @@ def worker(
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
 ) -> None:
     """Run jobs: claim, run each in a child process, record the outcome."""
+    from pgcc import schema
+    from pgcc.worker import probe
+    from pgcc.worker.config import WorkerConfig
+    from pgcc.worker.supervisor import Worker
+
     setup_logging(verbose)
     if quiet:
         logging.getLogger("pgcc").setLevel(logging.WARNING)
@@ -233,6 +250,8 @@ def reaper(
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
 ) -> None:
     """Requeue the jobs of workers whose lease ran out; prune old finished jobs."""
+    from pgcc import reaper as reaper_module
+
     setup_logging(verbose)
     with _errors():
         resolved = resolve_dsn(dsn, schema_name)
@@ -249,7 +268,8 @@ def _interrupt(_signum: int, _frame: object) -> None:
 @app.command()
 def bench(
     only: Annotated[str, typer.Option(
-        help="Comma-separated workloads: " + ",".join(WORKLOADS) + ".")] = ",".join(WORKLOADS),
+        help="Comma-separated workloads: " + ",".join(BENCH_WORKLOADS) + ".")]
+    = ",".join(BENCH_WORKLOADS),
     reps: Annotated[int, typer.Option(min=1, help="Repetitions; the median is reported.")]
     = 3,
     scale: Annotated[float, typer.Option(
@@ -258,13 +278,15 @@ def bench(
     dsn: Dsn = None, verbose: Verbose = False,
 ) -> None:
     """Measure throughput and latency; prints a table (or --json)."""
+    from pgcc import bench as bench_module
+
     setup_logging(verbose)
     with _errors():
         chosen = [name.strip().upper() for name in only.split(",") if name.strip()]
-        unknown = [name for name in chosen if name not in WORKLOADS]
+        unknown = [name for name in chosen if name not in bench_module.WORKLOADS]
         if unknown:
             raise ConfigurationError(f"--only: unknown workload {unknown[0]} "
-                                     f"(choose from {', '.join(WORKLOADS)})")
+                                     f"(choose from {', '.join(bench_module.WORKLOADS)})")
         resolved = resolve_dsn(dsn)
         # A stopped bench still stops its workers and drops its schemas (in finally).
         signal.signal(signal.SIGTERM, _interrupt)
@@ -279,6 +301,8 @@ def bench(
 @embedded_app.command("status")
 def embedded_status() -> None:
     """Is the embedded server of this folder running, and where?"""
+    from pgcc import embedded
+
     current = embedded.status()
     if current.running:
         typer.echo(f"running (pid {current.pid}), data in {current.data_dir}")
@@ -290,6 +314,8 @@ def embedded_status() -> None:
 @embedded_app.command("stop")
 def embedded_stop() -> None:
     """Stop the embedded server of this folder (its data stays)."""
+    from pgcc import embedded
+
     typer.echo("stopped" if embedded.stop() else "was not running")
 
 

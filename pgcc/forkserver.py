@@ -12,9 +12,11 @@ from multiprocessing import forkserver
 from multiprocessing.context import ForkServerContext
 
 # A child re-runs the main script's imports (the `pgcc` script's are light);
-# this is what it needs to run jobs: the runner, the client and psycopg; and
-# what keeps the forkserver alive through a process-group SIGTERM.
-PRELOAD = ["pgcc.runner", "pgcc.worker.in_forkserver"]
+# this is what it needs to run jobs: the runner, the client and psycopg (the
+# runner imports the client only when a job asks for it, so that the worker
+# itself does not load it); and what keeps the forkserver alive through a
+# process-group SIGTERM.
+PRELOAD = ["pgcc.runner", "pgcc.client", "pgcc.worker.in_forkserver"]
 
 
 def context() -> ForkServerContext:

@@ -24,13 +24,17 @@ import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgcc import tasks
-from pgcc.client import AsyncClient, Client, Delay
-from pgcc.taskstate import AsyncTaskStates, TaskStates
 from pgcc.worker import framing
 from pgcc.worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
+
+if TYPE_CHECKING:
+    # Imported where a job first asks for a client: the worker itself never
+    # does, and its children find the client loaded (pgcc.forkserver.PRELOAD).
+    from pgcc.client import AsyncClient, Client, Delay
+    from pgcc.taskstate import AsyncTaskStates, TaskStates
 
 # Exit code of a child whose task ran out of memory (MemoryError): the worker
 # reports it as such rather than as a plain crash.
@@ -105,11 +109,15 @@ class _Environment:
 
     def sync_client(self) -> Client:
         if self.client is None:
+            from pgcc.client import Client
+
             self.client = Client(self.config.dsn, schema=self.config.schema, pool_size=1)
         return self.client
 
     def aio_client(self) -> AsyncClient:
         if self.async_client is None:
+            from pgcc.client import AsyncClient
+
             self.async_client = AsyncClient(self.config.dsn, schema=self.config.schema,
                                             pool_size=1)
         return self.async_client

@@ -47,3 +47,20 @@ def test_bench_refuses_an_unknown_workload(pg_dsn: str) -> None:
                             capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert "W9" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_bench_ships_its_tasks_and_sql_in_its_package() -> None:
+    """What `pyproject.toml` lists as pgcc.bench's package data, found where
+    the bench looks for it."""
+    from importlib import resources
+
+    from pgcc import bench
+
+    home = resources.files("pgcc.bench")
+    runner = bench.Bench("postgresql://unused", reps=1, sizes=bench.Sizes(), progress=print)
+    assert sorted(p.name for p in runner.tasks_dir.glob("*.py")) == ["noop.py",
+                                                                      "serial_probe.py"]
+    for script in ("claim_cycle", "ref_setup", "schedule_task", "single_insert"):
+        assert (home / "sql" / f"{script}.sql").is_file(), script
+    assert "serial_runs" in bench._texts()
+    assert 'FROM "s".jobs' in bench._q("s", "jobs_final")

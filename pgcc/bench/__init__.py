@@ -4,12 +4,16 @@ PostgreSQL limit (pgbench) measured in the same run for scale.
 Each workload runs on a fresh schema, `--reps` times; the median is reported.
 Workers are real `pgcc worker` processes, so the figures include process
 isolation, IPC and every round trip a user would pay.
+
+Only `pgcc bench` imports this package. Its tasks (tasks/), its named queries
+(bench.sql) and pgbench's scripts (sql/) ship in it as package data.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import itertools
 import os
 import re
@@ -26,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from pgcc import schema
 from pgcc.client import Client
 from pgcc.embedded import pg_binary
-from pgcc.queries import for_schema
 
 WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8")
 # Seconds from a worker's registration until its children are up, with room to
@@ -124,7 +128,7 @@ class Bench:
         self.progress = progress
         self.keep_schemas = keep_schemas
         self.report = Report()
-        self.tasks_dir = Path(str(resources.files("pgcc") / "bench_tasks"))
+        self.tasks_dir = Path(str(resources.files(__name__) / "tasks"))
         self.pgcc = str(Path(sys.executable).parent / "pgcc")
 
     # ---- plumbing --------------------------------------------------------
@@ -214,7 +218,7 @@ class Bench:
     def ref(self) -> None:
         """pgbench on the same server: the ceiling every figure is scaled by."""
         pgbench = pg_binary("pgbench")
-        scripts = resources.files("pgcc.sql.bench")
+        scripts = resources.files(__name__) / "sql"
         with self.fresh_schema("ref") as name, resources.as_file(scripts) as folder:
             rows = self.sizes.n(100_000, 2_000)
             clients = 10
@@ -442,8 +446,22 @@ def _serial_problems(rows: list[tuple[Any, ...]]) -> list[str]:
     return problems
 
 
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+@functools.cache
+def _texts() -> dict[str, str]:
+    """The named queries of bench.sql, as pgcc.queries reads sql/queries.sql."""
+    text = (resources.files(__name__) / "bench.sql").read_text(encoding="utf-8")
+    parts = _NAME.split(text)
+    return {name: "\n".join(line for line in body.strip().splitlines()
+                            if not line.lstrip().startswith("--"))
+            for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+@functools.cache
 def _q(schema_name: str, name: str) -> str:
-    return for_schema(schema_name, "bench.sql")[name]
+    return sql.SQL(_texts()[name]).format(schema=sql.Identifier(schema_name)).as_string(None)
 
 
 def _run_pgbench(pgbench: str, dsn: str, schema_name: str, script: Path, clients: int,
