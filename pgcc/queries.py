@@ -1,4 +1,4 @@
-"""The named queries of sql/queries.sql, bound to one schema."""
+"""Named queries (sql/queries.sql, and the bench's), bound to one schema."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from importlib import resources
 
 from psycopg import sql
 
-from pgcc.tasks import DEFAULT_MAX_ATTEMPTS
+from pgcc.validation import DEFAULT_MAX_ATTEMPTS
 
 # Python's constants that queries use, written into their text as literals:
 # each is defined once, in Python.
@@ -17,9 +17,13 @@ CONSTANTS = {"default_max_attempts": sql.Literal(DEFAULT_MAX_ATTEMPTS)}
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
+# The package whose data holds the runtime's queries (sql/ in the repository).
+RUNTIME = "pgcc.sql"
+
+
 @functools.cache
-def _texts(filename: str) -> dict[str, str]:
-    text = resources.files("pgcc.sql").joinpath(filename).read_text(encoding="utf-8")
+def _texts(filename: str, package: str = RUNTIME) -> dict[str, str]:
+    text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
     parts = _NAME.split(text)
     return {name: _without_comment_lines(body)
             for name, body in zip(parts[1::2], parts[2::2], strict=True)}
@@ -36,15 +40,17 @@ def _without_comment_lines(body: str) -> str:
 class Queries:
     """Every named query of one file, composed once for a schema."""
 
-    def __init__(self, schema: str, filename: str = "queries.sql") -> None:
+    def __init__(self, schema: str, filename: str = "queries.sql",
+                 package: str = RUNTIME) -> None:
         self.schema = schema
         self._filename = filename
+        self._package = package
         self._composed: dict[str, str] = {}
 
     def __getitem__(self, name: str) -> str:
         query = self._composed.get(name)
         if query is None:
-            text = _texts(self._filename)[name]
+            text = _texts(self._filename, self._package)[name]
             # Kept as text: psycopg caches the conversion of a text query, and
             # prepares it after a few runs, which a Composed object would defeat.
             composed = sql.SQL(text).format(schema=sql.Identifier(self.schema), **CONSTANTS)
@@ -54,8 +60,8 @@ class Queries:
 
 
 @functools.cache
-def for_schema(schema: str, filename: str = "queries.sql") -> Queries:
-    return Queries(schema, filename)
+def for_schema(schema: str, filename: str = "queries.sql", package: str = RUNTIME) -> Queries:
+    return Queries(schema, filename, package)
 
 
 def channel(schema: str) -> str:

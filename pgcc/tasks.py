@@ -12,13 +12,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pgcc.validation import check_name
+from pgcc.validation import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT, check_name
 
-DEFAULT_MAX_ATTEMPTS = 10
 # A longer timeout than this (a year) is a mistake, and would overflow timers.
 MAX_TIMEOUT = 366 * 24 * 3600.0
-# The most attempts a job may be given (the jobs table refuses more).
-MAX_ATTEMPTS_LIMIT = 1000
 
 
 @dataclass(frozen=True)

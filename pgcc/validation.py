@@ -15,6 +15,11 @@ from typing import Any
 from pgcc.errors import ConfigurationError, ParameterTypeError, ScheduleError
 
 NAME_LIMIT = 200
+# Attempts a job gets unless its task module says otherwise (the retry and
+# reap queries take it from here).
+DEFAULT_MAX_ATTEMPTS = 10
+# The most attempts a job may be given (the jobs table refuses more).
+MAX_ATTEMPTS_LIMIT = 1000
 # Deeper parameters are refused: Python's JSON encoder and decoder recurse once
 # per level and give up near 1,000, here and in the worker's children.
 MAX_DEPTH = 500

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import itertools
 import os
 import re
@@ -30,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from pgcc import schema
 from pgcc.client import Client
 from pgcc.embedded import pg_binary
+from pgcc.queries import for_schema
 
 WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8")
 # Seconds from a worker's registration until its children are up, with room to
@@ -446,22 +445,8 @@ def _serial_problems(rows: list[tuple[Any, ...]]) -> list[str]:
     return problems
 
 
-_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
-
-
-@functools.cache
-def _texts() -> dict[str, str]:
-    """The named queries of bench.sql, as pgcc.queries reads sql/queries.sql."""
-    text = (resources.files(__name__) / "bench.sql").read_text(encoding="utf-8")
-    parts = _NAME.split(text)
-    return {name: "\n".join(line for line in body.strip().splitlines()
-                            if not line.lstrip().startswith("--"))
-            for name, body in zip(parts[1::2], parts[2::2], strict=True)}
-
-
-@functools.cache
 def _q(schema_name: str, name: str) -> str:
-    return sql.SQL(_texts()[name]).format(schema=sql.Identifier(schema_name)).as_string(None)
+    return for_schema(schema_name, "bench.sql", __name__)[name]
 
 
 def _run_pgbench(pgbench: str, dsn: str, schema_name: str, script: Path, clients: int,

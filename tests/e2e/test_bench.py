@@ -62,5 +62,5 @@ def test_the_bench_ships_its_tasks_and_sql_in_its_package() -> None:
                                                                       "serial_probe.py"]
     for script in ("claim_cycle", "ref_setup", "schedule_task", "single_insert"):
         assert (home / "sql" / f"{script}.sql").is_file(), script
-    assert "serial_runs" in bench._texts()
+    assert 'FROM "s".jobs' in bench._q("s", "serial_runs")
     assert 'FROM "s".jobs' in bench._q("s", "jobs_final")

@@ -20,8 +20,7 @@ from pgcc.queries import for_schema
 from pgcc.reaper import Reaper
 from pgcc.rows import ClaimedRow
 from pgcc.states import FINISHED, JobState, TaskStatus
-from pgcc.tasks import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT
-from pgcc.validation import NAME_LIMIT, check_name
+from pgcc.validation import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT, NAME_LIMIT, check_name
 from pgcc.worker.messages import JobState as WorkerJobState
 from pgcc.worker.messages import NoResponse
 from pgcc.worker.outcomes import OutcomeWriter

@@ -15,8 +15,12 @@ from tests.paths import REPO
 SOURCES = sorted((REPO / "pgcc").rglob("*.py"))
 
 
-def names_in(filename: str) -> list[str]:
-    text = resources.files("pgcc.sql").joinpath(filename).read_text(encoding="utf-8")
+BENCH = ("bench.sql", "pgcc.bench")
+RUNTIME = ("queries.sql", "pgcc.sql")
+
+
+def names_in(filename: str, package: str = "pgcc.sql") -> list[str]:
+    text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
     return re.findall(r"^-- name: (\w+)\s*$", text, re.MULTILINE)
 
 
@@ -68,14 +72,14 @@ def test_every_query_the_code_asks_for_is_in_its_file() -> None:
     # The worker's, the client's, the reaper's and status's queries at least.
     assert {"claim", "finish", "heartbeat", "schedule_task", "reap", "status_by_state"} <= main
     assert main - set(names_in("queries.sql")) == set()
-    assert bench - set(names_in("bench.sql")) == set()
+    assert bench - set(names_in(*BENCH)) == set()
 
 
-@pytest.mark.parametrize("filename", ["queries.sql", "bench.sql"])
-def test_each_name_is_given_once(filename: str) -> None:
-    names = names_in(filename)
+@pytest.mark.parametrize("where", [RUNTIME, BENCH])
+def test_each_name_is_given_once(where: tuple[str, str]) -> None:
+    names = names_in(*where)
     assert names and len(names) == len(set(names))
-    assert sorted(_texts(filename)) == sorted(names)
+    assert sorted(_texts(*where)) == sorted(names)
 
 
 @pytest.mark.parametrize("name", names_in("queries.sql"))
@@ -101,7 +105,7 @@ def test_an_unknown_name_is_an_error() -> None:
 def test_one_query_set_per_schema_and_file() -> None:
     assert for_schema("a") is for_schema("a")
     assert for_schema("a") is not for_schema("b")
-    assert for_schema("a", "bench.sql") is not for_schema("a")
+    assert for_schema("a", *BENCH) is not for_schema("a")
 
 
 def test_queue_locks_never_share_a_space_with_pgccs_own() -> None:

@@ -10,8 +10,6 @@ import pytest
 
 from pgcc.errors import ScheduleError
 from pgcc.tasks import (
-    DEFAULT_MAX_ATTEMPTS,
-    MAX_ATTEMPTS_LIMIT,
     BrokenTask,
     Task,
     TaskLoadError,
@@ -20,6 +18,7 @@ from pgcc.tasks import (
     module_paths,
     try_load,
 )
+from pgcc.validation import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT
 from tests.paths import EXAMPLE_TASKS
 
 
