@@ -1,9 +1,16 @@
-"""pgcc: a job queue that lives entirely in PostgreSQL."""
+"""pgcc: a job queue that lives entirely in PostgreSQL.
+
+Everything a user touches is here, in `__all__`: the clients that schedule
+jobs, the records they return, what a task's `run(params, ctx)` is given, and
+the errors. The modules whose names start with `_` are pgcc's own insides and
+may change in any release; `pgcc.errors` is public too.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pgcc._states import JobState, TaskStatus
 from pgcc.errors import (
     ConfigurationError,
     ParameterTypeError,
@@ -12,33 +19,55 @@ from pgcc.errors import (
     StaleTaskStateError,
     TaskStateError,
 )
-from pgcc.states import JobState, TaskStatus
 
 if TYPE_CHECKING:
-    from pgcc.client import AsyncClient, Client, Job
+    from pgcc._client import AsyncClient, Client, Job
+    from pgcc._runner import AsyncJobContext, JobContext
+    from pgcc._taskstate import AsyncTaskState, AsyncTaskStates, TaskState, TaskStates
 
 __all__ = [
     "AsyncClient",
+    "AsyncJobContext",
+    "AsyncTaskState",
+    "AsyncTaskStates",
     "Client",
     "ConfigurationError",
     "Job",
+    "JobContext",
     "JobState",
     "ParameterTypeError",
     "PgccError",
     "ScheduleError",
     "StaleTaskStateError",
+    "TaskState",
     "TaskStateError",
+    "TaskStates",
     "TaskStatus",
 ]
 
-_CLIENT_NAMES = frozenset({"AsyncClient", "Client", "Job"})
+# Where each name that needs psycopg lives: imported on first use, not with
+# the package, since `pgcc worker` starts its forkserver before that import.
+_LAZY = {
+    "AsyncClient": "pgcc._client",
+    "Client": "pgcc._client",
+    "Job": "pgcc._client",
+    "AsyncJobContext": "pgcc._runner",
+    "JobContext": "pgcc._runner",
+    "AsyncTaskState": "pgcc._taskstate",
+    "AsyncTaskStates": "pgcc._taskstate",
+    "TaskState": "pgcc._taskstate",
+    "TaskStates": "pgcc._taskstate",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The client (and psycopg with it) is imported on first use, not with the
-    # package: `pgcc worker` starts its forkserver before that import.
-    if name in _CLIENT_NAMES:
-        from pgcc import client
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pgcc' has no attribute {name!r}")
+    import importlib
 
-        return getattr(client, name)
-    raise AttributeError(f"module 'pgcc' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

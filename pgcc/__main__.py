@@ -11,10 +11,10 @@ import sys
 
 def main() -> None:
     if sys.argv[1:2] == ["worker"] and not {"--help", "-h"} & set(sys.argv):
-        from pgcc import forkserver
+        from pgcc import _forkserver as forkserver
 
         forkserver.start()
-    from pgcc.cli import app
+    from pgcc._cli import app
 
     app()
 

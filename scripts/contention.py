@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 
 import pgcc
-from pgcc import schema as pgcc_schema
+from pgcc import _schema as pgcc_schema
 
 # The contention run uses the tests' logging task: tests/ is a package beside this folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -60,7 +60,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from pgcc import schema as pgcc_schema
+from pgcc import _schema as pgcc_schema
 
 # The soak runs the chaos tests' task: tests/ is a package beside this folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -8,8 +8,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from pgcc import StaleTaskStateError
-from pgcc.runner import JobContext
+from pgcc import JobContext, StaleTaskStateError
 
 
 def work(piece: int) -> int:

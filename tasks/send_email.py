@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgcc import StaleTaskStateError
-from pgcc.runner import AsyncJobContext
+from pgcc import AsyncJobContext, StaleTaskStateError
 
 
 async def run(params: dict[str, Any], ctx: AsyncJobContext) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pgcc.runner import JobContext
+from pgcc import JobContext
 
 
 def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgcc.runner import JobContext
+from pgcc import JobContext
 
 
 def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pgcc import StaleTaskStateError
-from pgcc.runner import JobContext
-from pgcc.taskstate import TaskState
+from pgcc import JobContext, StaleTaskStateError, TaskState
 
 timeout = 60
 TRIES = 3  # tries_remaining of a new state, unless params say "tries"

@@ -21,7 +21,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import pgcc
-from pgcc import embedded, schema
+from pgcc import _embedded as embedded
+from pgcc import _schema as schema
 from tests.paths import REPO
 
 

@@ -17,9 +17,9 @@ import pytest
 from psycopg import sql
 
 import pgcc
-from pgcc.queries import Queries
-from pgcc.worker.messages import JobState, Response
-from pgcc.worker.outcomes import OutcomeWriter
+from pgcc._queries import Queries
+from pgcc._worker.messages import JobState, Response
+from pgcc._worker.outcomes import OutcomeWriter
 from tests.paths import PGCC
 
 T = TypeVar("T")

@@ -50,13 +50,13 @@ def test_bench_refuses_an_unknown_workload(pg_dsn: str) -> None:
 
 
 def test_the_bench_ships_its_tasks_and_sql_in_its_package() -> None:
-    """What `pyproject.toml` lists as pgcc.bench's package data, found where
+    """What `pyproject.toml` lists as pgcc._bench's package data, found where
     the bench looks for it."""
     from importlib import resources
 
-    from pgcc import bench
+    from pgcc import _bench as bench
 
-    home = resources.files("pgcc.bench")
+    home = resources.files("pgcc._bench")
     runner = bench.Bench("postgresql://unused", reps=1, sizes=bench.Sizes(), progress=print)
     assert sorted(p.name for p in runner.tasks_dir.glob("*.py")) == ["noop.py",
                                                                       "serial_probe.py"]

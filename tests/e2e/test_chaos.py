@@ -37,10 +37,10 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from pgcc import embedded
-from pgcc import schema as pgcc_schema
-from pgcc.queries import for_schema, queue_lock_space
-from pgcc.worker.exchange import FRONT
+from pgcc import _embedded as embedded
+from pgcc import _schema as pgcc_schema
+from pgcc._queries import for_schema, queue_lock_space
+from pgcc._worker.exchange import FRONT
 from tests import chaos_task
 from tests.helpers import reaper_once
 from tests.proxy import Proxy

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pgcc import embedded
+from pgcc import _embedded as embedded
 from tests.paths import PGCC
 
 

@@ -34,12 +34,12 @@ main()
 """
 _IMPORT_CLI = """
 import json, os, sys
-import pgcc.cli
+import pgcc._cli
 open(os.environ["MODULES_OUT"], "w").write(json.dumps(sorted(sys.modules)))
 """
 
-BENCH = ("pgcc.bench",)
-WORKER = ("pgcc.worker", "pgcc.runner", "pgcc.forkserver", "pgcc.tasks", "pgcc.reaper",
+BENCH = ("pgcc._bench",)
+WORKER = ("pgcc._worker", "pgcc._runner", "pgcc._forkserver", "pgcc._tasks", "pgcc._reaper",
           "multiprocessing")
 
 
@@ -60,8 +60,8 @@ def test_importing_the_cli_loads_no_command(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", _IMPORT_CLI], env=_env(out, []), check=True,
                    timeout=60)
     modules = _loaded(out)
-    assert "pgcc.cli" in modules
-    assert _among(modules, BENCH + WORKER + ("pgcc.client", "pgcc.status")) == []
+    assert "pgcc._cli" in modules
+    assert _among(modules, BENCH + WORKER + ("pgcc._client", "pgcc._status")) == []
 
 
 @pytest.mark.parametrize("args", [["--help"], ["schedule", "--help"]])
@@ -83,14 +83,14 @@ def test_schedule_loads_neither_worker_nor_bench(tmp_path: Path, pg_dsn: str,
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().isdigit()
     modules = _loaded(out)
-    assert "pgcc.client" in modules
+    assert "pgcc._client" in modules
     assert _among(modules, BENCH + WORKER) == []
 
 
 # A task that tells which of these modules its child found loaded.
 _PROBE_TASK = """import sys
 def run(params):
-    return sorted(m for m in ("pgcc.client", "psycopg_pool", "pgcc.bench") if m in sys.modules)
+    return sorted(m for m in ("pgcc._client", "psycopg_pool", "pgcc._bench") if m in sys.modules)
 """
 
 
@@ -122,15 +122,16 @@ def test_worker_loads_no_bench_and_leaves_the_client_to_its_children(
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
     assert process.returncode == 0, log.read_text()
-    assert row[0] == ["pgcc.client", "psycopg_pool"]
+    assert row[0] == ["pgcc._client", "psycopg_pool"]
     modules = _loaded(out)
-    assert "pgcc.worker.supervisor" in modules
-    assert _among(modules, (*BENCH, "pgcc.client", "psycopg_pool")) == []
+    assert "pgcc._worker.supervisor" in modules
+    assert _among(modules, (*BENCH, "pgcc._client", "psycopg_pool")) == []
 
 
 def test_the_clis_copies_agree_with_their_originals() -> None:
-    from pgcc import bench, cli
-    from pgcc.worker import config
+    from pgcc import _bench as bench
+    from pgcc import _cli as cli
+    from pgcc._worker import config
 
     assert cli.DEFAULT_PREFETCH == config.DEFAULT_PREFETCH
     assert cli.BENCH_WORKLOADS == bench.WORKLOADS

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgcc import schema
+from pgcc import _schema as schema
 from tests.paths import MISC_TASKS, run_cli
 from tests.workers import WorkerFactory, all_jobs_final, copy_tasks, wait_for
 

@@ -14,7 +14,7 @@ database rather than a fresh schema: the blocks name the default schema
 `pgcc`, as a reader's own would, and `pgcc.Client()` does not read PGCC_SCHEMA.
 
 A block is skipped only when the line before it is the comment
-`<!-- not run by tests/test_readme.py: WHY -->` (installing a venv, starting a
+`<!-- not run by tests/e2e/test_readme.py: WHY -->` (installing a venv, starting a
 worker that runs until stopped). Blocks fenced as ```text, ```ini, ```dockerfile
 or ```yaml are shown, not run (synopses, unit files); any other language fails
 the test, so that no block escapes it unnoticed.
@@ -46,7 +46,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from pgcc import schema
+from pgcc import _schema as schema
 from tests.paths import REPO
 from tests.workers import WorkerProcess, wait_for
 
@@ -55,7 +55,7 @@ DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = {"python", "sh", "bash", "shell", "console", "sql"}
 SHOWN = {"text", "ini", "dockerfile", "yaml"}
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
-MARK = re.compile(r"^\s*<!--\s*not run by tests/test_readme\.py:\s*(\S.*?)\s*-->\s*$")
+MARK = re.compile(r"^\s*<!--\s*not run by tests/e2e/test_readme\.py:\s*(\S.*?)\s*-->\s*$")
 SCHEDULES = re.compile(r"schedule_tasks?\(|pgcc schedule ")
 # A block that shows a refusal: it must write nothing.
 REFUSES = re.compile(r"ScheduleError|invalid_parameter_value")

@@ -32,7 +32,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
-from pgcc import schema as pgcc_schema
+from pgcc import _schema as pgcc_schema
 from tests.helpers import q, reaper_once
 from tests.paths import PGCC, SURVIVAL_TASKS
 from tests.proxy import Proxy

@@ -701,10 +701,10 @@ def test_the_package_and_the_command_entry_import_no_client() -> None:
     """`pgcc worker` starts its forkserver before psycopg and the CLI are imported,
     which only helps while the package and its entry point stay light."""
     code = ("import sys, pgcc, pgcc.__main__\n"
-            "print(sorted(m for m in ('psycopg', 'typer', 'pgcc.client', 'pgcc.cli')"
+            "print(sorted(m for m in ('psycopg', 'typer', 'pgcc._client', 'pgcc._cli')"
             " if m in sys.modules))\n"
-            "import pgcc.client\n"
-            "print(pgcc.Client is pgcc.client.Client, pgcc.Job is pgcc.client.Job)\n")
+            "import pgcc._client\n"
+            "print(pgcc.Client is pgcc._client.Client, pgcc.Job is pgcc._client.Job)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.splitlines() == ["[]", "True True"]

@@ -17,11 +17,11 @@ import psycopg
 import pytest
 
 import pgcc
-from pgcc.database import Link, StatementFailed
-from pgcc.queries import Queries, for_schema, lock_space, queue_lock_space
-from pgcc.worker.exchange import FRONT
-from pgcc.worker.messages import JobState, Response
-from pgcc.worker.outcomes import OutcomeWriter
+from pgcc._database import Link, StatementFailed
+from pgcc._queries import Queries, for_schema, lock_space, queue_lock_space
+from pgcc._worker.exchange import FRONT
+from pgcc._worker.messages import JobState, Response
+from pgcc._worker.outcomes import OutcomeWriter
 from tests.conftest import fresh_schema
 from tests.workers import finish_as_worker
 

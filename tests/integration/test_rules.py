@@ -14,16 +14,16 @@ import pytest
 from psycopg import sql
 
 import pgcc
-from pgcc.database import Link, RowMismatch, named_row
+from pgcc._database import Link, RowMismatch, named_row
+from pgcc._queries import for_schema
+from pgcc._reaper import Reaper
+from pgcc._rows import ClaimedRow
+from pgcc._states import FINISHED, JobState, TaskStatus
+from pgcc._validation import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT, NAME_LIMIT, check_name
+from pgcc._worker.messages import JobState as WorkerJobState
+from pgcc._worker.messages import NoResponse
+from pgcc._worker.outcomes import OutcomeWriter
 from pgcc.errors import ScheduleError
-from pgcc.queries import for_schema
-from pgcc.reaper import Reaper
-from pgcc.rows import ClaimedRow
-from pgcc.states import FINISHED, JobState, TaskStatus
-from pgcc.validation import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT, NAME_LIMIT, check_name
-from pgcc.worker.messages import JobState as WorkerJobState
-from pgcc.worker.messages import NoResponse
-from pgcc.worker.outcomes import OutcomeWriter
 
 
 def q(schema: str, text: str) -> sql.Composed:

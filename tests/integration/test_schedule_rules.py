@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 import pgcc
-from pgcc import schema as pgcc_schema
+from pgcc import _schema as pgcc_schema
 from tests.conftest import fresh_schema
 from tests.paths import run_cli
 

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgcc import schema as pgcc_schema
+from pgcc import _schema as pgcc_schema
 from tests.paths import MIGRATIONS, PGCC, run_cli
 
 

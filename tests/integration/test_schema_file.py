@@ -15,10 +15,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgcc import schema as pgcc_schema
+from pgcc import _schema as pgcc_schema
 
 # Catalog contents of one schema, each query a list of rows in a fixed order.
-# schema_migrations is pgcc.schema's own bookkeeping, not the migrations'.
+# schema_migrations is pgcc._schema's own bookkeeping, not the migrations'.
 CATALOG = {
     "relations": """
         SELECT c.relname, c.relkind, c.relpersistence, c.reloptions, c.relacl::text

@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 import pgcc
-from pgcc.taskstate import TaskState
+from pgcc._taskstate import TaskState
 
 
 def rows(db: psycopg.Connection[Any], schema: str) -> list[tuple[Any, ...]]:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pgcc.database import LINK_CONNECT_TIMEOUT
-from pgcc.worker import config
-from pgcc.worker.config import Backoff, WorkerConfig
+from pgcc._database import LINK_CONNECT_TIMEOUT
+from pgcc._worker import config
+from pgcc._worker.config import Backoff, WorkerConfig
 
 
 def test_backoff_grows_to_its_cap_and_never_overflows() -> None:

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from pgcc import runner
-from pgcc.worker.pool import exit_reason
+from pgcc import _runner as runner
+from pgcc._worker.pool import exit_reason
 
 
 @pytest.mark.parametrize(("code", "says"), [

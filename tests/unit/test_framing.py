@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from pgcc.worker import framing
-from pgcc.worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
+from pgcc._worker import framing
+from pgcc._worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
 
 MESSAGES: list[object] = [
     Ready(7),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 
-from pgcc.worker.messages import Answer, JobOrder, JobState, NoResponse, PutBack, Response
+from pgcc._worker.messages import Answer, JobOrder, JobState, NoResponse, PutBack, Response
 
 
 def test_a_message_pickles_as_its_own_type() -> None:

@@ -10,11 +10,11 @@ from typing import Any
 
 from psycopg import errors
 
-from pgcc.database import Rows, Statement, StatementFailed
-from pgcc.queries import Queries, queue_lock_space
-from pgcc.rows import HandedRow, IdRow, RetriedRow
-from pgcc.worker.messages import JobState, NoResponse, Outcome, PutBack, Response
-from pgcc.worker.outcomes import OutcomeWriter, _substitute
+from pgcc._database import Rows, Statement, StatementFailed
+from pgcc._queries import Queries, queue_lock_space
+from pgcc._rows import HandedRow, IdRow, RetriedRow
+from pgcc._worker.messages import JobState, NoResponse, Outcome, PutBack, Response
+from pgcc._worker.outcomes import OutcomeWriter, _substitute
 
 SCHEMA = "unit_outcomes"
 WORKER = 4

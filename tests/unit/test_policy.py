@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from pgcc.policy import ErrorClass, classify, describe
+from pgcc._policy import ErrorClass, classify, describe
 
 
 @pytest.mark.parametrize(("error", "kind"), [

@@ -9,13 +9,13 @@ from importlib import resources
 
 import pytest
 
-from pgcc.queries import Queries, _texts, channel, for_schema, lock_space, queue_lock_space
+from pgcc._queries import Queries, _texts, channel, for_schema, lock_space, queue_lock_space
 from tests.paths import REPO
 
 SOURCES = sorted((REPO / "pgcc").rglob("*.py"))
 
 
-BENCH = ("bench.sql", "pgcc.bench")
+BENCH = ("bench.sql", "pgcc._bench")
 RUNTIME = ("queries.sql", "pgcc.sql")
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pgcc.errors import ScheduleError
-from pgcc.tasks import (
+from pgcc._tasks import (
     BrokenTask,
     Task,
     TaskLoadError,
@@ -18,7 +17,8 @@ from pgcc.tasks import (
     module_paths,
     try_load,
 )
-from pgcc.validation import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT
+from pgcc._validation import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT
+from pgcc.errors import ScheduleError
 from tests.paths import EXAMPLE_TASKS
 
 

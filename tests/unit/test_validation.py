@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from pgcc.errors import ConfigurationError, ParameterTypeError, ScheduleError
-from pgcc.validation import (
+from pgcc._validation import (
     MAX_AFTER_MS,
     MAX_DEPTH,
     NAME_LIMIT,
@@ -26,6 +25,7 @@ from pgcc.validation import (
     load_parameters,
     parse_at,
 )
+from pgcc.errors import ConfigurationError, ParameterTypeError, ScheduleError
 
 UTC = dt.timezone.utc
 

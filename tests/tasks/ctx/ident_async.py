@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pgcc.runner import AsyncJobContext
+    from pgcc import AsyncJobContext
 
 
 async def run(params: dict[str, Any], ctx: AsyncJobContext) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pgcc
 
 if TYPE_CHECKING:
-    from pgcc.runner import AsyncJobContext
+    from pgcc import AsyncJobContext
 
 CASES: dict[str, Callable[[], tuple[str, Any, dict[str, Any]]]] = {
     "set": lambda: ("target", {"ids": {"a": [1, {2, 3}]}}, {}),

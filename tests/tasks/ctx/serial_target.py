@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pgcc.runner import JobContext
+    from pgcc import JobContext
 
 
 def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pgcc
 
 if TYPE_CHECKING:
-    from pgcc.runner import AsyncJobContext
+    from pgcc import AsyncJobContext
 
 
 async def run(params: dict[str, Any], ctx: AsyncJobContext) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pgcc
 
 if TYPE_CHECKING:
-    from pgcc.runner import JobContext
+    from pgcc import JobContext
 
 
 def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:

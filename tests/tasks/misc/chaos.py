@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 if TYPE_CHECKING:
-    from pgcc.runner import JobContext
+    from pgcc import JobContext
 
 _SETTINGS = json.loads(Path(__file__).with_suffix(".json").read_text())
 DSN: str = _SETTINGS["dsn"]

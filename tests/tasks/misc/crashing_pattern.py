@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pgcc.runner import JobContext
+    from pgcc import JobContext
 
 spec = importlib.util.spec_from_file_location(
     "taskstate_pattern_under_test", Path(__file__).with_name("_taskstate_pattern.py"))

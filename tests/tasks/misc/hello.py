@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pgcc.runner import JobContext
+    from pgcc import JobContext
 
 
 def run(params: dict[str, Any], ctx: JobContext) -> int:

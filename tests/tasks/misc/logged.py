@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 if TYPE_CHECKING:
-    from pgcc.runner import JobContext
+    from pgcc import JobContext
 
 _conn: psycopg.Connection[Any] | None = None
 

@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pgcc.runner import AsyncJobContext
+    from pgcc import AsyncJobContext
 
 
 async def run(params: dict[str, Any], ctx: AsyncJobContext) -> dict[str, Any]:

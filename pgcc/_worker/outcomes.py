@@ -18,11 +18,11 @@ import logging
 from collections.abc import Sequence
 from typing import cast
 
-from pgcc.database import Link, Rows, Statement, StatementFailed
-from pgcc.policy import ErrorClass, classify, describe
-from pgcc.queries import Queries, queue_lock_space
-from pgcc.rows import HANDED, IDS, RETRIED, HandedRow, IdRow, RetriedRow
-from pgcc.worker.messages import JobState, NoResponse, Outcome, PutBack, Response
+from pgcc._database import Link, Rows, Statement, StatementFailed
+from pgcc._policy import ErrorClass, classify, describe
+from pgcc._queries import Queries, queue_lock_space
+from pgcc._rows import HANDED, IDS, RETRIED, HandedRow, IdRow, RetriedRow
+from pgcc._worker.messages import JobState, NoResponse, Outcome, PutBack, Response
 
 log = logging.getLogger("pgcc.worker")
 

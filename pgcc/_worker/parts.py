@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pgcc.worker.config import FENCE_AT
+from pgcc._worker.config import FENCE_AT
 
 log = logging.getLogger("pgcc.worker")
 

@@ -16,12 +16,12 @@ import logging
 import time
 from typing import NamedTuple, cast
 
-from pgcc.database import Link, StatementFailed
-from pgcc.policy import ErrorClass, classify, describe
-from pgcc.queries import for_schema
-from pgcc.rows import HEARTBEAT, HeartbeatRow
-from pgcc.worker.config import Backoff, WorkerConfig
-from pgcc.worker.parts import LeaseStatus, Mailbox
+from pgcc._database import Link, StatementFailed
+from pgcc._policy import ErrorClass, classify, describe
+from pgcc._queries import for_schema
+from pgcc._rows import HEARTBEAT, HeartbeatRow
+from pgcc._worker.config import Backoff, WorkerConfig
+from pgcc._worker.parts import LeaseStatus, Mailbox
 
 log = logging.getLogger("pgcc.worker")
 

@@ -11,9 +11,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row, scalar_row
 
+from pgcc._queries import lock_space
+from pgcc._validation import check_schema
 from pgcc.errors import ConfigurationError
-from pgcc.queries import lock_space
-from pgcc.validation import check_schema
 
 _FILE = re.compile(r"(\d{4})_(\w+)\.sql")
 
@@ -56,7 +56,7 @@ def migrate(conn: psycopg.Connection[object], schema: str,
     known = [m for m in migrations() if target is None or m.version <= target]
     newest = max((m.version for m in known), default=0)
     # Up to date already: nothing to lock or create, so a role without the
-    # right to create (a worker's, see pgcc.grants) may start on it.
+    # right to create (a worker's, see pgcc._grants) may start on it.
     current = current_version(conn, schema)
     _refuse_newer(schema, current, newest)
     if current == newest:

@@ -1,12 +1,12 @@
 """The rows of the worker's and the reaper's queries (sql/queries.sql), read
-by column name into these records (pgcc.database.named_row): a query's
+by column name into these records (pgcc._database.named_row): a query's
 columns may move, and a column renamed or missing fails loudly."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from pgcc.database import named_row
+from pgcc._database import named_row
 
 
 class ClaimedRow(NamedTuple):

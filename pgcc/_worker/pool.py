@@ -33,10 +33,10 @@ from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from typing import TypeVar
 
-from pgcc import runner
-from pgcc.worker import framing
-from pgcc.worker.config import PREFETCH_BUDGET
-from pgcc.worker.messages import (
+from pgcc import _runner as runner
+from pgcc._worker import framing
+from pgcc._worker.config import PREFETCH_BUDGET
+from pgcc._worker.messages import (
     SHUTDOWN,
     Answer,
     JobOrder,

@@ -17,12 +17,12 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from pgcc.database import DEFAULT_SCHEMA, resolve_dsn
+from pgcc._database import DEFAULT_SCHEMA, resolve_dsn
+from pgcc._queries import Queries, for_schema
+from pgcc._states import JobState
+from pgcc._taskstate import AsyncTaskStates, TaskStates
+from pgcc._validation import check_name, check_parameters, check_schema, check_timing, dump_json
 from pgcc.errors import ParameterTypeError, PgccError, ScheduleError
-from pgcc.queries import Queries, for_schema
-from pgcc.states import JobState
-from pgcc.taskstate import AsyncTaskStates, TaskStates
-from pgcc.validation import check_name, check_parameters, check_schema, check_timing, dump_json
 
 Delay = int | dt.timedelta
 _BULK_KEYS = frozenset({"task", "parameters", "at", "after", "queue"})

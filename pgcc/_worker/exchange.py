@@ -1,6 +1,6 @@
 """The exchange: the worker's hot path, in a thread of its own.
 
-It registers the worker, reads the children's answers (pgcc.worker.pool),
+It registers the worker, reads the children's answers (pgcc._worker.pool),
 writes the outcomes (before anything else, in their own transaction, kept
 until the database takes them), claims jobs for the room the children have,
 hands them out, and listens for new jobs (LISTEN/NOTIFY, and a poll): an
@@ -8,7 +8,7 @@ answer becomes an outcome, a claim and the child's next job without leaving
 this thread. The write of a queue job's response goes on with the queue's
 next job when there is room (see the finish_in_queues query), and claims
 first take in the queues that enqueues touched (migration 0007) when told of
-new jobs. Errors are handled by class (pgcc.policy). The supervisor,
+new jobs. Errors are handled by class (pgcc._policy). The supervisor,
 which never waits for the database, stops children through the pool.
 """
 
@@ -26,20 +26,20 @@ from typing import Any, NamedTuple, cast
 import psycopg
 from psycopg import sql
 
-from pgcc.database import LINK_CONNECT_TIMEOUT, Link, Rows, Statement, StatementFailed
-from pgcc.policy import ErrorClass, classify, describe
-from pgcc.queries import channel, for_schema, queue_lock_space
-from pgcc.rows import CLAIMED, RUNNING, ClaimedRow, HandedRow, RunningRow
-from pgcc.worker.config import (
+from pgcc._database import LINK_CONNECT_TIMEOUT, Link, Rows, Statement, StatementFailed
+from pgcc._policy import ErrorClass, classify, describe
+from pgcc._queries import channel, for_schema, queue_lock_space
+from pgcc._rows import CLAIMED, RUNNING, ClaimedRow, HandedRow, RunningRow
+from pgcc._worker.config import (
     CLAIM_UNTIL,
     MAX_PENDING_OUTCOMES,
     Backoff,
     WorkerConfig,
 )
-from pgcc.worker.messages import JobOrder, NoResponse, Outcome, PutBack, Response
-from pgcc.worker.outcomes import OutcomeWriter
-from pgcc.worker.parts import LeaseStatus, Mailbox
-from pgcc.worker.pool import Child, Pool
+from pgcc._worker.messages import JobOrder, NoResponse, Outcome, PutBack, Response
+from pgcc._worker.outcomes import OutcomeWriter
+from pgcc._worker.parts import LeaseStatus, Mailbox
+from pgcc._worker.pool import Child, Pool
 
 log = logging.getLogger("pgcc.worker")
 
@@ -520,7 +520,7 @@ class Exchange:
         self._next_poll = time.monotonic() + delay
 
     def _failed(self, failure: StatementFailed, activity: str) -> None:
-        """One failure, handled by its class (see pgcc.policy)."""
+        """One failure, handled by its class (see pgcc._policy)."""
         kind = classify(failure.cause)
         now = time.monotonic()
         if kind is ErrorClass.CONNECTION:

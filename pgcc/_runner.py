@@ -2,10 +2,10 @@
 
 A new child first says it is `Ready`. Then the worker sends lists of
 `JobOrder`s, one list per round of claims; the child runs them in order and
-sends an `Answer` for each as it ends (pgcc.worker.messages). A child that
+sends an `Answer` for each as it ends (pgcc._worker.messages). A child that
 dies before answering has given no response, and the worker retries the job
 elsewhere. The child reads and writes its pipe blocking; the worker never
-blocks on it (pgcc.worker.pool).
+blocks on it (pgcc._worker.pool).
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pgcc import tasks
-from pgcc.worker import framing
-from pgcc.worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
+from pgcc import _tasks as tasks
+from pgcc._worker import framing
+from pgcc._worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
 
 if TYPE_CHECKING:
     # Imported where a job first asks for a client: the worker itself never
-    # does, and its children find the client loaded (pgcc.forkserver.PRELOAD).
-    from pgcc.client import AsyncClient, Client, Delay
-    from pgcc.taskstate import AsyncTaskStates, TaskStates
+    # does, and its children find the client loaded (pgcc._forkserver.PRELOAD).
+    from pgcc._client import AsyncClient, Client, Delay
+    from pgcc._taskstate import AsyncTaskStates, TaskStates
 
 # Exit code of a child whose task ran out of memory (MemoryError): the worker
 # reports it as such rather than as a plain crash.
@@ -109,14 +109,14 @@ class _Environment:
 
     def sync_client(self) -> Client:
         if self.client is None:
-            from pgcc.client import Client
+            from pgcc._client import Client
 
             self.client = Client(self.config.dsn, schema=self.config.schema, pool_size=1)
         return self.client
 
     def aio_client(self) -> AsyncClient:
         if self.async_client is None:
-            from pgcc.client import AsyncClient
+            from pgcc._client import AsyncClient
 
             self.async_client = AsyncClient(self.config.dsn, schema=self.config.schema,
                                             pool_size=1)

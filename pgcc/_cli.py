@@ -16,18 +16,18 @@ from typing import Annotated, Any, NoReturn
 import psycopg
 import typer
 
-from pgcc.database import DEFAULT_SCHEMA, connect, resolve_dsn
+from pgcc._database import DEFAULT_SCHEMA, connect, resolve_dsn
+from pgcc._grants import Grant
 from pgcc.errors import ConfigurationError, PgccError
-from pgcc.grants import Grant
 
 # Each command imports what it runs inside its own function: `pgcc schedule`
 # loads neither the worker nor the bench, `pgcc worker` not the bench. Above is
 # only what the commands' definitions and _errors need. The two values below
 # show in --help; they are copies, so as not to import their modules for it
 # (tests/test_imports.py checks that they agree with the originals).
-# pgcc.worker.config.DEFAULT_PREFETCH:
+# pgcc._worker.config.DEFAULT_PREFETCH:
 DEFAULT_PREFETCH = 32
-# pgcc.bench.WORKLOADS:
+# pgcc._bench.WORKLOADS:
 BENCH_WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -95,7 +95,7 @@ def _with_connection(dsn: str | None, schema_name: str,
 def migrate(dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False
             ) -> None:
     """Create or upgrade the schema (idempotent; safe from several processes)."""
-    from pgcc import schema
+    from pgcc import _schema as schema
 
     setup_logging(verbose)
     with _errors():
@@ -116,7 +116,7 @@ def grant_command(
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
 ) -> None:
     """Give a role the rights it needs in this environment, and no more."""
-    from pgcc import grants
+    from pgcc import _grants as grants
 
     setup_logging(verbose)
     with _errors():
@@ -136,8 +136,8 @@ def schedule(
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
 ) -> None:
     """Schedule a job; prints its id, and only its id."""
-    from pgcc.client import Client
-    from pgcc.validation import load_parameters, parse_at
+    from pgcc._client import Client
+    from pgcc._validation import load_parameters, parse_at
 
     setup_logging(verbose)
     with _errors():
@@ -152,7 +152,7 @@ def schedule(
 def cancel(job_id: int, dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA,
            verbose: Verbose = False) -> None:
     """Cancel a job that has not started yet."""
-    from pgcc.client import Client
+    from pgcc._client import Client
 
     setup_logging(verbose)
     with _errors(), Client(dsn, schema=schema_name) as client:
@@ -168,7 +168,7 @@ def show_status(
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
 ) -> None:
     """Jobs by state, task and queue; the oldest waiting job; live workers."""
-    from pgcc import status
+    from pgcc import _status as status
 
     setup_logging(verbose)
     with _errors():
@@ -208,10 +208,10 @@ def worker(
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
 ) -> None:
     """Run jobs: claim, run each in a child process, record the outcome."""
-    from pgcc import schema
-    from pgcc.worker import probe
-    from pgcc.worker.config import WorkerConfig
-    from pgcc.worker.supervisor import Worker
+    from pgcc import _schema as schema
+    from pgcc._worker import probe
+    from pgcc._worker.config import WorkerConfig
+    from pgcc._worker.supervisor import Worker
 
     setup_logging(verbose)
     if quiet:
@@ -250,7 +250,7 @@ def reaper(
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
 ) -> None:
     """Requeue the jobs of workers whose lease ran out; prune old finished jobs."""
-    from pgcc import reaper as reaper_module
+    from pgcc import _reaper as reaper_module
 
     setup_logging(verbose)
     with _errors():
@@ -278,7 +278,7 @@ def bench(
     dsn: Dsn = None, verbose: Verbose = False,
 ) -> None:
     """Measure throughput and latency; prints a table (or --json)."""
-    from pgcc import bench as bench_module
+    from pgcc import _bench as bench_module
 
     setup_logging(verbose)
     with _errors():
@@ -301,7 +301,7 @@ def bench(
 @embedded_app.command("status")
 def embedded_status() -> None:
     """Is the embedded server of this folder running, and where?"""
-    from pgcc import embedded
+    from pgcc import _embedded as embedded
 
     current = embedded.status()
     if current.running:
@@ -314,7 +314,7 @@ def embedded_status() -> None:
 @embedded_app.command("stop")
 def embedded_stop() -> None:
     """Stop the embedded server of this folder (its data stays)."""
-    from pgcc import embedded
+    from pgcc import _embedded as embedded
 
     typer.echo("stopped" if embedded.stop() else "was not running")
 

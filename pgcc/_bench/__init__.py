@@ -30,10 +30,10 @@ from typing import Any
 
 import psycopg
 
-from pgcc import schema
-from pgcc.client import Client
-from pgcc.embedded import pg_binary
-from pgcc.queries import for_schema
+from pgcc import _schema as schema
+from pgcc._client import Client
+from pgcc._embedded import pg_binary
+from pgcc._queries import for_schema
 
 WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8")
 # Seconds from a worker's registration until its children are up, with room to

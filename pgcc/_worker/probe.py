@@ -14,8 +14,9 @@ import logging
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from pgcc import forkserver, runner
-from pgcc.tasks import BrokenTask, Task, TaskInfo, module_paths, try_load
+from pgcc import _forkserver as forkserver
+from pgcc import _runner as runner
+from pgcc._tasks import BrokenTask, Task, TaskInfo, module_paths, try_load
 
 log = logging.getLogger("pgcc.worker")
 

@@ -1,4 +1,4 @@
-"""Imported in the forkserver only (see pgcc.forkserver.PRELOAD), never in the worker.
+"""Imported in the forkserver only (see pgcc._forkserver.PRELOAD), never in the worker.
 
 The forkserver is in the worker's process group, so `kill -TERM -- -PGID`
 (systemd's stop) reaches it too; it would die of it, and the kernel would

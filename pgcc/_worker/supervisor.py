@@ -6,10 +6,10 @@ free to enforce a timeout, honour a signal or stop the jobs of a lease in
 doubt (through the pool, which guards itself). The other parts each run in a
 thread of their own:
 
-- the exchange (pgcc.worker.exchange): the hot path: reads the children's
+- the exchange (pgcc._worker.exchange): the hot path: reads the children's
   answers, writes outcomes, claims and hands jobs out, listens;
-- the lease keeper (pgcc.worker.lease): renews the lease;
-- the maintenance services (pgcc.worker.maintenance): reap and prune when
+- the lease keeper (pgcc._worker.lease): renews the lease;
+- the maintenance services (pgcc._worker.maintenance): reap and prune when
   this worker leads.
 
 The supervisor watches each part's progress (its pulse), not only that its
@@ -25,13 +25,14 @@ import selectors
 import signal
 import time
 
-from pgcc import forkserver, runner
-from pgcc.worker.config import CHILD_FENCE_AT, FENCE_AT, WorkerConfig
-from pgcc.worker.exchange import Adopt, Close, Closed, Exchange, Registered, StopClaiming
-from pgcc.worker.lease import Held, LeaseKeeper
-from pgcc.worker.maintenance import Maintenance
-from pgcc.worker.parts import LeaseStatus, Mailbox, Part
-from pgcc.worker.pool import Pool
+from pgcc import _forkserver as forkserver
+from pgcc import _runner as runner
+from pgcc._worker.config import CHILD_FENCE_AT, FENCE_AT, WorkerConfig
+from pgcc._worker.exchange import Adopt, Close, Closed, Exchange, Registered, StopClaiming
+from pgcc._worker.lease import Held, LeaseKeeper
+from pgcc._worker.maintenance import Maintenance
+from pgcc._worker.parts import LeaseStatus, Mailbox, Part
+from pgcc._worker.pool import Pool
 
 log = logging.getLogger("pgcc.worker")
 

@@ -6,8 +6,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgcc.database import LINK_CONNECT_TIMEOUT
-from pgcc.tasks import TaskInfo
+from pgcc._database import LINK_CONNECT_TIMEOUT
+from pgcc._tasks import TaskInfo
 
 # Share of the lease after which a worker that could not renew it stops its jobs.
 FENCE_AT = 0.8

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pgcc.embedded")
 DEFAULT_HOME = Path(".pgcc")
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from pgcc.database import Link, StatementFailed
-from pgcc.policy import ErrorClass, classify, describe
-from pgcc.reaper import REAP_INTERVAL, Reaper
-from pgcc.worker.config import Backoff, WorkerConfig
+from pgcc._database import Link, StatementFailed
+from pgcc._policy import ErrorClass, classify, describe
+from pgcc._reaper import REAP_INTERVAL, Reaper
+from pgcc._worker.config import Backoff, WorkerConfig
 
 log = logging.getLogger("pgcc.worker")
 

@@ -16,7 +16,7 @@ import enum
 import psycopg
 from psycopg import sql
 
-from pgcc.validation import check_schema
+from pgcc._validation import check_schema
 
 
 class Grant(str, enum.Enum):

@@ -13,9 +13,10 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.rows import RowFactory, RowMaker
 
-from pgcc import embedded, schema
+from pgcc import _embedded as embedded
+from pgcc import _schema as schema
+from pgcc._validation import check_schema
 from pgcc.errors import ConfigurationError
-from pgcc.validation import check_schema
 
 DEFAULT_SCHEMA = "pgcc"
 # Seconds a long-running process waits for a new connection to its server.

@@ -20,10 +20,10 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg.rows import class_row
 
+from pgcc._queries import Queries
+from pgcc._states import TaskStatus
+from pgcc._validation import check_name, dump_parameters
 from pgcc.errors import ScheduleError, StaleTaskStateError, TaskStateError
-from pgcc.queries import Queries
-from pgcc.states import TaskStatus
-from pgcc.validation import check_name, dump_parameters
 
 STATUSES = tuple(status.value for status in TaskStatus)
 

@@ -5,7 +5,7 @@ worker writes and reads its ends of the pipes without blocking, so it keeps
 partial frames in buffers: `encode` gives the bytes to append to an outbox,
 and a `Decoder` takes whatever bytes arrived and returns the whole messages.
 
-The records of pgcc.worker.messages travel as plain tuples with a tag and
+The records of pgcc._worker.messages travel as plain tuples with a tag and
 are rebuilt on arrival: pickling a NamedTuple or an Enum runs Python code for
 each object, ten times the cost of a tuple, and every job crosses twice.
 """
@@ -16,7 +16,7 @@ import pickle
 import struct
 from typing import Any
 
-from pgcc.worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
+from pgcc._worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
 
 _HEADER = struct.Struct("!I")
 HEADER_SIZE = _HEADER.size

@@ -9,7 +9,7 @@ from importlib import resources
 
 from psycopg import sql
 
-from pgcc.validation import DEFAULT_MAX_ATTEMPTS
+from pgcc._validation import DEFAULT_MAX_ATTEMPTS
 
 # Python's constants that queries use, written into their text as literals:
 # each is defined once, in Python.

@@ -11,12 +11,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
-from pgcc.database import Link, Rows, StatementFailed
-from pgcc.policy import ErrorClass, classify, describe
-from pgcc.queries import channel, for_schema, lock_space, queue_lock_space
-from pgcc.rows import REAPED, ReapRow
+from pgcc._database import Link, Rows, StatementFailed
+from pgcc._policy import ErrorClass, classify, describe
+from pgcc._queries import channel, for_schema, lock_space, queue_lock_space
+from pgcc._rows import REAPED, ReapRow
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pgcc.reaper")
 
 REAP_INTERVAL = 0.5
 PRUNE_INTERVAL = 60.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 # Defined with the client's: one enum of job states (re-exported here).
-from pgcc.states import JobState
+from pgcc._states import JobState
 
 
 class JobOrder(NamedTuple):

@@ -7,8 +7,8 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg.rows import class_row
 
-from pgcc.queries import for_schema
-from pgcc.states import JobState
+from pgcc._queries import for_schema
+from pgcc._states import JobState
 
 STATES = tuple(state.value for state in JobState)
 
