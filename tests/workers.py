@@ -20,7 +20,7 @@ import pgcc
 from pgcc._queries import Queries
 from pgcc._worker.messages import JobState, Response
 from pgcc._worker.outcomes import OutcomeWriter
-from tests.paths import PGCC
+from tests.paths import PGCC, REPO
 
 T = TypeVar("T")
 
@@ -28,6 +28,11 @@ T = TypeVar("T")
 LEASE = 2.0
 FAST = ("--lease", f"{LEASE:g}", "--poll-interval", "0.2")
 FINAL = ("done", "failed", "dead", "cancelled")
+
+
+def _python_path() -> str:
+    inherited = os.environ.get("PYTHONPATH")
+    return f"{REPO}{os.pathsep}{inherited}" if inherited else str(REPO)
 
 
 class WorkerProcess:
@@ -41,7 +46,9 @@ class WorkerProcess:
                    "--tasks", str(tasks_dir), *args]
         self.process = subprocess.Popen(
             command, stdout=self._log, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            # The repository on the path: test task modules share helpers
+            # (tests/tasks/recording.py).
+            env={**os.environ, "PYTHONPATH": _python_path(), **(env or {})},
         )
 
     @property

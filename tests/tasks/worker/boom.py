@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from typing import Any
 
-
-def record(path: str, **fields: Any) -> None:
-    """Append one JSON line (with this process's pid and the time) to `path`."""
-    fields.setdefault("pid", os.getpid())
-    fields.setdefault("t", time.time())
-    with open(path, "a") as f:
-        f.write(json.dumps(fields) + "\n")
+from tests.tasks.recording import record
 
 
 def helper_that_raises(n: int) -> None:

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from tests.tasks.recording import record
+
 if TYPE_CHECKING:
     from pgcc import JobContext
-
-
-def record(path: str, **fields: Any) -> None:
-    """Append one JSON line (this process's pid and the time by default) to `path`."""
-    fields.setdefault("pid", os.getpid())
-    fields.setdefault("t", time.time())
-    with open(path, "a") as f:
-        f.write(json.dumps(fields) + "\n")
 
 
 
