@@ -148,18 +148,130 @@ def schedule(
     typer.echo(job_id)
 
 
+# ---- seeing and acting on jobs (issue 15) ----------------------------------------
+
+JobIds = Annotated[list[int], typer.Argument(help="Job ids.", show_default=False)]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
 @app.command()
-def cancel(job_id: int, dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA,
+def cancel(job_ids: JobIds, dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA,
            verbose: Verbose = False) -> None:
-    """Cancel a job that has not started yet."""
+    """Cancel jobs: a queued job at once, a running one is stopped by its worker
+    (within 2 s) and ends cancelled. Exit 1 if any could not be cancelled."""
+    from pgcc._client import Client
+
+    setup_logging(verbose)
+    refused = 0
+    with _errors(), Client(dsn, schema=schema_name) as client:
+        for job_id in job_ids:
+            if client.cancel_job(job_id):
+                job = client.get_job(job_id)
+                if job is not None and str(job.state) == "running":
+                    typer.echo(f"job {job_id} is being cancelled (running: its worker stops it)")
+                else:
+                    typer.echo(f"job {job_id} cancelled")
+                continue
+            refused += 1
+            job = client.get_job(job_id)
+            if job is None:
+                typer.echo(f"pgcc: job {job_id} not cancelled: no such job", err=True)
+            else:
+                typer.echo(f"pgcc: job {job_id} not cancelled: it is {job.state}", err=True)
+    if refused:
+        raise typer.Exit(1)
+
+
+@app.command()
+def retry(
+    job_ids: Annotated[list[int] | None, typer.Argument(
+        help="Job ids (or --state).", show_default=False)] = None,
+    state: Annotated[str | None, typer.Option(
+        "--state", help="Retry every job in this state: failed or dead.")] = None,
+    task: Annotated[str | None, typer.Option("--task", help="With --state: only this task.")]
+    = None,
+    queue: Annotated[str | None, typer.Option("--queue", help="With --state: only this queue.")]
+    = None,
+    dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+) -> None:
+    """Run finished jobs again (queued, due now, behind their queue, full
+    attempts; their earlier run is kept). Exit 1 if any could not be retried."""
+    from pgcc._client import Client, check_state
+
+    setup_logging(verbose)
+    if job_ids and state is not None:
+        _fail("give job ids or --state, not both", 2)
+    if not job_ids and state is None:
+        _fail("give job ids, or --state failed|dead", 2)
+    if (task is not None or queue is not None) and state is None:
+        _fail("--task and --queue go with --state", 2)
+    refused = 0
+    with _errors():
+        if state is not None:
+            check_state(state, ("failed", "dead"))
+        with Client(dsn, schema=schema_name) as client:
+            if state is not None:
+                retried = client.retry_jobs(state, task=task, queue=queue)
+                typer.echo(f"{len(retried)} {state} job(s) retried"
+                           + (f": {' '.join(map(str, retried))}" if retried else ""))
+                return
+            for job_id in job_ids or []:
+                if client.retry_job(job_id):
+                    typer.echo(f"job {job_id} retried")
+                    continue
+                refused += 1
+                job = client.get_job(job_id)
+                why = "no such job" if job is None else f"it is {job.state}, not finished"
+                typer.echo(f"pgcc: job {job_id} not retried: {why}", err=True)
+    if refused:
+        raise typer.Exit(1)
+
+
+@app.command("jobs")
+def list_jobs_command(
+    state: Annotated[str | None, typer.Option("--state", help="Only jobs in this state.")]
+    = None,
+    task: Annotated[str | None, typer.Option("--task", help="Only jobs of this task.")] = None,
+    queue: Annotated[str | None, typer.Option("--queue", help="Only jobs of this queue.")]
+    = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.")]
+    = 100,
+    as_json: AsJson = False,
+    dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+) -> None:
+    """List jobs, newest first."""
+    from pgcc import _jobview as view
+    from pgcc._client import Client, list_params
+
+    setup_logging(verbose)
+    with _errors():
+        list_params(state, task, queue, limit)  # refuse bad input before connecting
+        with Client(dsn, schema=schema_name) as client:
+            found = client.list_jobs(state, task=task, queue=queue, limit=limit)
+    if as_json:
+        typer.echo(view.as_json([view.job_dict(job) for job in found]))
+    elif found:
+        typer.echo(view.table(found))
+    else:
+        typer.echo("no jobs")
+
+
+@app.command("job")
+def show_job(job_id: int, as_json: AsJson = False, dsn: Dsn = None,
+             schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False) -> None:
+    """One job: parameters, state, attempts with their worker, times and
+    reasons, result, error, earlier runs."""
+    from pgcc import _jobview as view
     from pgcc._client import Client
 
     setup_logging(verbose)
     with _errors(), Client(dsn, schema=schema_name) as client:
-        cancelled = client.cancel(job_id)
-    if not cancelled:
-        _fail(f"job {job_id} is not waiting to run (unknown, running or finished)", 1)
-    typer.echo(f"job {job_id} cancelled")
+        job = client.get_job(job_id)
+    if job is None:
+        _fail(f"no job {job_id}", 1)
+    typer.echo(view.as_json(view.job_dict(job)) if as_json else view.detail(job))
+
+# ---- end of seeing and acting on jobs ---------------------------------------------
 
 
 @app.command("status")

@@ -6,11 +6,13 @@ functions, so the three doors (SQL, Python, CLI) write the same rows.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -22,7 +24,13 @@ from pgcc._queries import Queries, for_schema
 from pgcc._states import JobState
 from pgcc._taskstate import AsyncTaskStates, TaskStates
 from pgcc._validation import check_name, check_parameters, check_schema, check_timing, dump_json
-from pgcc.errors import ParameterTypeError, PgccError, ScheduleError
+from pgcc.errors import (
+    JobFilterError,
+    ParameterTypeError,
+    PgccError,
+    ScheduleError,
+    UnknownJobError,
+)
 
 Delay = int | dt.timedelta
 _BULK_KEYS = frozenset({"task", "parameters", "at", "after", "queue"})
@@ -30,7 +38,24 @@ _BULK_KEYS = frozenset({"task", "parameters", "at", "after", "queue"})
 
 @dataclass(frozen=True)
 class Job:
-    """One row of the jobs table, read by column name (the get_job query)."""
+    """One job: a row of the jobs table, as `get_job`, `list_jobs` and `wait_for` return it.
+
+    - `state`: queued, running, done, failed, dead or cancelled (a `JobState`);
+      finished means done, failed, dead or cancelled.
+    - `scheduled_at` orders its queue; `run_at` is when it may start next.
+    - `attempts`: claims so far (0 while it waits for its first run);
+      `max_attempts` the most it gets (None until a worker first claims it,
+      when the task module's value is used).
+    - `started_at`, `finished_at`, `heartbeat_at`, `worker_id`: its current or
+      last run.
+    - `result`: what `run` returned (done); `error`: why it failed, died or
+      was cancelled; `attempt_errors`: the reason of each attempt that gave no
+      response (a dict with `attempt`, `error`, `at`).
+    - `cancel_requested_at`: set while a running job is being cancelled.
+    - `history`: the earlier runs of a job that was retried (`retry_job`), oldest
+      first, each a dict with `state`, `attempts`, `worker_id`, `started_at`,
+      `finished_at`, `error`, `result`, `attempt_errors` and `retried_at`.
+    """
 
     id: int
     task: str
@@ -49,9 +74,65 @@ class Job:
     error: str | None
     result: Any
     attempt_errors: list[dict[str, Any]]
+    cancel_requested_at: dt.datetime | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", JobState(self.state))
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has ended (done, failed, dead or cancelled)."""
+        return self.state in FINISHED
+
+
+FINISHED = frozenset({JobState.DONE, JobState.FAILED, JobState.DEAD, JobState.CANCELLED})
+# The states `pgcc retry --state` and retry_jobs take: the finished ones.
+RETRYABLE = frozenset(state.value for state in FINISHED)
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 100_000
+
+
+def check_state(state: str | JobState | None, allowed: Iterable[str] | None = None
+                ) -> str | None:
+    """A state filter's text; JobFilterError naming the choices for any other."""
+    if state is None:
+        return None
+    choices = sorted(allowed) if allowed is not None else [s.value for s in JobState]
+    text = state.value if isinstance(state, JobState) else state
+    if not isinstance(text, str) or text not in choices:
+        raise JobFilterError(f"unknown job state {state!r}; choose one of {', '.join(choices)}")
+    return text
+
+
+def list_params(state: str | JobState | None, task: str | None, queue: str | None,
+                limit: int) -> dict[str, Any]:
+    """The list_jobs query's parameters, checked."""
+    if type(limit) is not int or not 1 <= limit <= MAX_LIST_LIMIT:
+        raise JobFilterError(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}, "
+                             f"not {limit!r}")
+    for name, value in (("task", task), ("queue", queue)):
+        if value is not None and not isinstance(value, str):
+            raise JobFilterError(f"{name} must be a string, not {type(value).__name__}")
+    return {"state": check_state(state), "task": task, "queue": queue, "limit": limit}
+
+
+def _check_id(job_id: int) -> int:
+    if not isinstance(job_id, int) or isinstance(job_id, bool):
+        raise JobFilterError(f"a job id is a whole number, not {type(job_id).__name__}")
+    return job_id
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not timeout >= 0):
+        raise JobFilterError(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
+    return timeout
+
+
+# wait_for polls: quickly at first, then at most every WAIT_POLL_MAX seconds.
+WAIT_POLL_MIN = 0.02
+WAIT_POLL_MAX = 0.5
 
 
 def _checked_job(task: str, parameters: Mapping[str, Any] | None, at: dt.datetime | None,
@@ -186,16 +267,72 @@ class Client:
         assert row is not None
         return list(row[0])
 
-    def cancel(self, job_id: int) -> bool:
-        """Cancel a job that has not started; False if it already started or ended."""
+    def cancel_job(self, job_id: int) -> bool:
+        """Cancel a job. A queued job is cancelled at once; a running one is
+        stopped by its worker within 2 s and ends cancelled (until then it
+        shows running, with `cancel_requested_at` set). True if the job is
+        cancelled or being cancelled; False for an unknown id or a finished job."""
         with self.connection() as conn:
-            row = conn.execute(self._queries["cancel_job"], {"job_id": job_id}).fetchone()
+            row = conn.execute(self._queries["cancel_job"],
+                               {"job_id": _check_id(job_id)}).fetchone()
         return bool(row and row[0])
 
+    def cancel(self, job_id: int) -> bool:
+        """The former name of cancel_job."""
+        return self.cancel_job(job_id)
+
+    def retry_job(self, job_id: int) -> bool:
+        """Run a finished job (done, failed, dead, cancelled) again: queued, due
+        now, behind the jobs waiting in its queue, with a full max_attempts;
+        its earlier run is kept in `Job.history`. False for an unknown id or a
+        job that is not finished."""
+        with self.connection() as conn:
+            row = conn.execute(self._queries["retry_job"],
+                               {"job_id": _check_id(job_id)}).fetchone()
+        return bool(row and row[0])
+
+    def retry_jobs(self, state: str | JobState, *, task: str | None = None,
+                   queue: str | None = None) -> list[int]:
+        """Retry every job of one finished state (and task, queue when given), in
+        queue order; returns their ids."""
+        params = list_params(check_state(state, RETRYABLE), task, queue, 1)
+        with self.connection() as conn:
+            rows = conn.execute(self._queries["retry_jobs_where"], params).fetchall()
+        return [int(row[0]) for row in rows]
+
     def get_job(self, job_id: int) -> Job | None:
+        """The job with this id, or None."""
         with self.connection() as conn:
             cur = conn.cursor(row_factory=_job_row)
-            return cur.execute(self._queries["get_job"], {"job_id": job_id}).fetchone()
+            return cur.execute(self._queries["get_job"], {"job_id": _check_id(job_id)}).fetchone()
+
+    def list_jobs(self, state: str | JobState | None = None, *, task: str | None = None,
+                  queue: str | None = None, limit: int = DEFAULT_LIST_LIMIT) -> list[Job]:
+        """The newest jobs first (at most `limit`), of one state, task and queue
+        when given. An unknown state or a bad limit raises JobFilterError."""
+        params = list_params(state, task, queue, limit)
+        with self.connection() as conn:
+            cur = conn.cursor(row_factory=_job_row)
+            return cur.execute(self._queries["list_jobs"], params).fetchall()
+
+    def wait_for(self, job_id: int, timeout: float | None = None) -> Job:
+        """The job once it has finished (done, failed, dead or cancelled).
+        Raises TimeoutError if it has not within `timeout` seconds (None: no
+        limit), UnknownJobError if there is no such job."""
+        limit = _check_timeout(timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+        pause = WAIT_POLL_MIN
+        while True:
+            job = self.get_job(job_id)
+            if job is None:
+                raise UnknownJobError(f"no job {job_id}")
+            if job.finished:
+                return job
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"job {job_id} is still {job.state} after {timeout} s")
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 2, WAIT_POLL_MAX)
 
     @property
     def taskstate(self) -> TaskStates:
@@ -275,17 +412,65 @@ class AsyncClient:
         assert row is not None
         return list(row[0])
 
-    async def cancel(self, job_id: int) -> bool:
+    async def cancel_job(self, job_id: int) -> bool:
+        """See Client.cancel_job."""
         async with self.connection() as conn:
-            cur = await conn.execute(self._queries["cancel_job"], {"job_id": job_id})
+            cur = await conn.execute(self._queries["cancel_job"], {"job_id": _check_id(job_id)})
             row = await cur.fetchone()
         return bool(row and row[0])
 
+    async def cancel(self, job_id: int) -> bool:
+        """The former name of cancel_job."""
+        return await self.cancel_job(job_id)
+
+    async def retry_job(self, job_id: int) -> bool:
+        """See Client.retry_job."""
+        async with self.connection() as conn:
+            cur = await conn.execute(self._queries["retry_job"], {"job_id": _check_id(job_id)})
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def retry_jobs(self, state: str | JobState, *, task: str | None = None,
+                         queue: str | None = None) -> list[int]:
+        """See Client.retry_jobs."""
+        params = list_params(check_state(state, RETRYABLE), task, queue, 1)
+        async with self.connection() as conn:
+            cur = await conn.execute(self._queries["retry_jobs_where"], params)
+            rows = await cur.fetchall()
+        return [int(row[0]) for row in rows]
+
     async def get_job(self, job_id: int) -> Job | None:
+        """See Client.get_job."""
         async with self.connection() as conn:
             cur = conn.cursor(row_factory=_job_row)
-            await cur.execute(self._queries["get_job"], {"job_id": job_id})
+            await cur.execute(self._queries["get_job"], {"job_id": _check_id(job_id)})
             return await cur.fetchone()
+
+    async def list_jobs(self, state: str | JobState | None = None, *, task: str | None = None,
+                        queue: str | None = None, limit: int = DEFAULT_LIST_LIMIT) -> list[Job]:
+        """See Client.list_jobs."""
+        params = list_params(state, task, queue, limit)
+        async with self.connection() as conn:
+            cur = conn.cursor(row_factory=_job_row)
+            await cur.execute(self._queries["list_jobs"], params)
+            return await cur.fetchall()
+
+    async def wait_for(self, job_id: int, timeout: float | None = None) -> Job:
+        """See Client.wait_for."""
+        limit = _check_timeout(timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+        pause = WAIT_POLL_MIN
+        while True:
+            job = await self.get_job(job_id)
+            if job is None:
+                raise UnknownJobError(f"no job {job_id}")
+            if job.finished:
+                return job
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"job {job_id} is still {job.state} after {timeout} s")
+            await asyncio.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 2, WAIT_POLL_MAX)
 
     @property
     def taskstate(self) -> AsyncTaskStates:

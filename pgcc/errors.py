@@ -25,3 +25,11 @@ class TaskStateError(PgccError, ValueError):
 
 class StaleTaskStateError(PgccError):
     """A task state was saved by someone else since it was read."""
+
+
+class UnknownJobError(PgccError, LookupError):
+    """No job has this id (it never existed, or was pruned after it finished)."""
+
+
+class JobFilterError(PgccError, ValueError):
+    """A job list or action was given a wrong filter (an unknown state, a bad limit)."""

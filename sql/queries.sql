@@ -17,8 +17,42 @@ SELECT coalesce({schema}.cancel_job(%(job_id)s), false);
 -- name: get_job
 SELECT id, task, parameters, queue, state, scheduled_at, run_at, attempts, max_attempts,
        created_at, started_at, finished_at, heartbeat_at, worker_id, error, result,
-       attempt_errors
+       attempt_errors, cancel_requested_at, history
 FROM {schema}.jobs WHERE id = %(job_id)s;
+
+-- ---- seeing and acting on jobs (issue 15) ------------------------------------
+
+-- name: list_jobs
+-- The newest jobs first, each filter optional (NULL: any).
+SELECT id, task, parameters, queue, state, scheduled_at, run_at, attempts, max_attempts,
+       created_at, started_at, finished_at, heartbeat_at, worker_id, error, result,
+       attempt_errors, cancel_requested_at, history
+FROM {schema}.jobs
+WHERE (%(state)s::text IS NULL OR state = %(state)s::text)
+  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: job_state
+SELECT state FROM {schema}.jobs WHERE id = %(job_id)s;
+
+-- name: retry_job
+SELECT {schema}.retry_job(%(job_id)s);
+
+-- name: retry_jobs_where
+-- Every finished job of one state (and task, queue when given) run again, in
+-- their queue order: each goes behind the one retried before it.
+SELECT j.id FROM (
+    SELECT id FROM {schema}.jobs
+    WHERE state = %(state)s::text
+      AND (%(task)s::text IS NULL OR task = %(task)s::text)
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+    ORDER BY scheduled_at, id
+) j
+WHERE {schema}.retry_job(j.id);
+
+-- ---- end of seeing and acting on jobs ----------------------------------------
 
 -- name: taskstate_get
 WITH created AS (

@@ -20,7 +20,7 @@ import os
 import selectors
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, cast
 
 import psycopg
@@ -111,6 +111,10 @@ class Exchange:
         self._stopped_claiming = False
         self._close_deadline: float | None = None
         self.closed = False
+        # Called when a user cancelled a running job (a NOTIFY with payload
+        # 'cancel', migration 0008): the supervisor renews the lease at once,
+        # and the renewal tells which jobs to stop.
+        self.on_cancel: Callable[[], None] | None = None
         # When to try again after a failure, per activity.
         self._connect_at = 0.0
         self._write_at = 0.0
@@ -373,7 +377,11 @@ class Exchange:
         try:
             pgconn = self._listen.pgconn
             pgconn.consume_input()
-            while pgconn.notifies() is not None:
+            while (notification := pgconn.notifies()) is not None:
+                if notification.extra == b"cancel":
+                    if self.on_cancel is not None:
+                        self.on_cancel()
+                    continue
                 self._want_claim = True
                 self._due_known = False
                 self._take_in = True

@@ -155,10 +155,13 @@ class Part:
         self._step = step
         self._on_exit = on_exit
         self._stop = threading.Event()
+        # Set to end the pause between steps early (poke, stop).
+        self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._stop.clear()
+        self._wakeup.clear()
         self.pulse.beat()
         self._thread = threading.Thread(target=self._run, name=f"pgcc-{self.name}", daemon=True)
         self._thread.start()
@@ -173,7 +176,8 @@ class Part:
                     log.exception("%s: unexpected error; going on in 1 s", self.name)
                     pause = 1.0
                 if pause:
-                    self._stop.wait(pause)
+                    self._wakeup.wait(pause)
+                    self._wakeup.clear()
         finally:
             if self._on_exit is not None:
                 self._on_exit()
@@ -182,7 +186,12 @@ class Part:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def poke(self) -> None:
+        """Run the next step now instead of after the pause (from any thread)."""
+        self._wakeup.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout)

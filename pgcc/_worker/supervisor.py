@@ -54,7 +54,10 @@ class Worker:
         self._keeper = LeaseKeeper(config, self._status, self._mailbox, self._exchange.inbox)
         self._maintenance = Maintenance(config) if config.reaper else None
         self._parts = [Part("exchange", self._exchange.step)]
-        self._parts.append(Part("lease", self._keeper.step, self._keeper.close))
+        lease_part = Part("lease", self._keeper.step, self._keeper.close)
+        self._parts.append(lease_part)
+        # A cancelled running job is stopped within a second or two, whatever the lease.
+        self._exchange.on_cancel = lease_part.poke
         if self._maintenance is not None:
             self._parts.append(Part("maintenance", self._maintenance.step,
                                     self._maintenance.close))
