@@ -201,10 +201,10 @@ def retry(
     setup_logging(verbose)
     if job_ids and state is not None:
         _fail("give job ids or --state, not both", 2)
-    if not job_ids and state is None:
-        _fail("give job ids, or --state failed|dead", 2)
     if (task is not None or queue is not None) and state is None:
         _fail("--task and --queue go with --state", 2)
+    if not job_ids and state is None:
+        _fail("give job ids, or --state failed|dead", 2)
     refused = 0
     with _errors():
         if state is not None:
