@@ -10,15 +10,12 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
+from starlette.testclient import TestClient
 
 import pgcc
+from pgcc._dashboard.app import Settings, create_app
+from pgcc._dashboard.server import check_binding
 from tests.helpers import q
-
-pytest.importorskip("starlette", reason="the dashboard extra is not installed")
-from starlette.testclient import TestClient  # noqa: E402
-
-from pgcc._dashboard.app import Settings, create_app  # noqa: E402
-from pgcc._dashboard.server import check_binding  # noqa: E402
 
 TOKEN = "s3cret-token-for-tests"
 
