@@ -7,6 +7,10 @@
   queue's tables and run its functions; not to create or alter anything (a
   worker started on an up-to-date schema does not migrate).
 - read: read every table (`pgcc status`, dashboards).
+
+retry_job (migration 0008) is an operator's action, not an enqueuer's: it
+runs any finished job again, whoever scheduled it. The worker kind has it
+(with every pgcc function); the enqueue kind does not.
 """
 
 from __future__ import annotations

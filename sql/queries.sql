@@ -79,16 +79,20 @@ DELETE FROM {schema}.workers WHERE id = %(worker)s;
 -- jobs (ids and tokens) the database still gives this worker: any other job
 -- the worker runs is no longer its own (cancelled, or taken back by the
 -- reaper) and is stopped. No row back means the reaper already declared this
--- worker dead.
+-- worker dead. A job a user asked to cancel is not given either: the worker
+-- stops it, and its no-response ends it cancelled (migration 0008).
 WITH renewed AS (
     UPDATE {schema}.workers SET heartbeat_at = now() WHERE id = %(worker)s RETURNING id
 ), jobs_renewed AS (
     UPDATE {schema}.jobs SET heartbeat_at = now()
     WHERE worker_id IN (SELECT id FROM renewed) AND state = 'running'
-    RETURNING id, token
+    RETURNING id, token, cancel_requested_at IS NULL AS kept
 )
-SELECT r.id, coalesce((SELECT array_agg(id) FROM jobs_renewed), ARRAY[]::bigint[]) AS job_ids,
-       coalesce((SELECT array_agg(token) FROM jobs_renewed), ARRAY[]::bigint[]) AS tokens
+SELECT r.id,
+       coalesce((SELECT array_agg(id) FROM jobs_renewed WHERE kept), ARRAY[]::bigint[])
+           AS job_ids,
+       coalesce((SELECT array_agg(token) FROM jobs_renewed WHERE kept), ARRAY[]::bigint[])
+           AS tokens
 FROM renewed r;
 
 -- name: take_in_touched_queues

@@ -1,5 +1,5 @@
 -- pgcc's schema as it stands after every migration (sql/migrations/0001 to
--- 0007): its tables, indexes, functions, triggers and privileges in one file,
+-- 0008): its tables, indexes, functions, triggers and privileges in one file,
 -- to read in one place.
 --
 -- A reference, not an installer: `pgcc migrate` builds every schema, new or
@@ -63,6 +63,13 @@ CREATE TABLE jobs (
     -- The job changed its queue's head unseen by the workers (an enqueue, a
     -- reap, a cancel): the next claim takes the queue in (see queue_heads).
     queue_touched  boolean NOT NULL DEFAULT true,
+    -- A user asked to cancel the job while it ran: its worker stops it, and it
+    -- ends cancelled (the trigger jobs_cancel_running).
+    cancel_requested_at timestamptz,
+    -- Earlier runs of a job retried by retry_job, oldest first: each one's
+    -- state, attempts, worker_id, started_at, finished_at, error, result,
+    -- attempt_errors and retried_at.
+    history        jsonb NOT NULL DEFAULT '[]',
     CONSTRAINT jobs_state_check
         CHECK (state IN ('queued', 'running', 'done', 'failed', 'dead', 'cancelled')),
     CONSTRAINT jobs_parameters_object CHECK (jsonb_typeof(parameters) = 'object'),
@@ -435,13 +442,64 @@ BEGIN
 END;
 $$;
 
--- Cancels a job that has not started. A cancel changes its queue's head: the
--- job is marked touched.
-CREATE FUNCTION cancel_job(job_id bigint) RETURNS boolean
-LANGUAGE sql VOLATILE AS $$
+-- A queued job is cancelled at once; a running one is asked to stop (above).
+-- True when the job is cancelled or being cancelled; false (never NULL) for
+-- an unknown id or a finished job.
+CREATE OR REPLACE FUNCTION cancel_job(job_id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
     UPDATE jobs SET state = 'cancelled', finished_at = now(), queue_touched = true
-    WHERE id = job_id AND state = 'queued'
-    RETURNING true;
+    WHERE id = job_id AND state = 'queued';
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    UPDATE jobs SET cancel_requested_at = coalesce(cancel_requested_at, now())
+    WHERE id = job_id AND state = 'running';
+    IF FOUND THEN
+        PERFORM pg_notify('pgcc.' || current_schema(), 'cancel');
+        RETURN true;
+    END IF;
+    RETURN false;
+END;
+$$;
+
+-- A finished job (done, failed, dead, cancelled) runs again: queued, due now,
+-- behind every job of its queue that is due by now (queue order is
+-- scheduled_at, id), with attempts back to 0 (a full max_attempts; fencing
+-- tokens are drawn anew by each claim, so no token comes back). Its earlier
+-- run moves to history. False (never NULL) for an unknown id or a job that is
+-- not finished.
+CREATE FUNCTION retry_job(job_id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    found_queue text;
+    behind timestamptz;
+BEGIN
+    SELECT j.queue INTO found_queue FROM jobs j
+    WHERE j.id = job_id AND j.state IN ('done', 'failed', 'dead', 'cancelled')
+    FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF found_queue IS NOT NULL THEN
+        SELECT max(j.scheduled_at) INTO behind FROM jobs j
+        WHERE j.queue = found_queue AND j.state IN ('queued', 'running')
+          AND j.scheduled_at <= now();
+    END IF;
+    UPDATE jobs j
+    SET history = j.history || jsonb_build_array(jsonb_build_object(
+            'state', j.state, 'attempts', j.attempts, 'worker_id', j.worker_id,
+            'started_at', j.started_at, 'finished_at', j.finished_at, 'error', j.error,
+            'result', j.result, 'attempt_errors', j.attempt_errors, 'retried_at', now())),
+        state = 'queued',
+        scheduled_at = greatest(now(), behind + interval '1 microsecond'),
+        run_at = now(), attempts = 0, token = NULL, started_at = NULL, finished_at = NULL,
+        heartbeat_at = NULL, worker_id = NULL, error = NULL, result = NULL,
+        attempt_errors = '[]', cancel_requested_at = NULL, queue_touched = true
+    WHERE j.id = job_id;
+    PERFORM pg_notify('pgcc.' || current_schema(), '');
+    RETURN true;
+END;
 $$;
 
 -- The attempts that count towards max_attempts and the backoff: claims, less
@@ -492,6 +550,27 @@ $$;
 
 CREATE TRIGGER jobs_notify AFTER INSERT ON jobs
     FOR EACH STATEMENT EXECUTE FUNCTION notify_jobs();
+
+-- A running job whose cancel was asked for ends cancelled where it would
+-- otherwise go back to queued (or dead): see migration 0008.
+CREATE FUNCTION end_cancelled_run() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.state := 'cancelled';
+    NEW.finished_at := now();
+    NEW.error := 'cancelled while running';
+    NEW.worker_id := NULL;
+    NEW.heartbeat_at := NULL;
+    NEW.queue_touched := true;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER jobs_cancel_running BEFORE UPDATE OF state ON jobs
+    FOR EACH ROW
+    WHEN (OLD.state = 'running' AND OLD.cancel_requested_at IS NOT NULL
+          AND NEW.state IN ('queued', 'dead'))
+    EXECUTE FUNCTION end_cancelled_run();
 
 -- A queue that becomes claimable wakes the idle workers, as a new job does:
 -- the worker that took in a bulk enqueue, or one that could not go on with
@@ -597,7 +676,7 @@ $$;
 
 -- ---- privileges -------------------------------------------------------------
 
--- The SQL doors (schedule_task, schedule_tasks, cancel_job) run with their
+-- The SQL doors (schedule_task, schedule_tasks, cancel_job, retry_job) run with their
 -- owner's rights, with the search path pinned to this schema (and pg_temp
 -- last, where nobody can put a table in their way). PUBLIC may execute no
 -- function here: `pgcc grant enqueue ROLE` gives a role the doors and nothing
@@ -611,6 +690,8 @@ BEGIN
     EXECUTE format('ALTER FUNCTION %1$I.schedule_tasks(jsonb)'
                    ' SET search_path = %1$I, pg_temp', here);
     EXECUTE format('ALTER FUNCTION %1$I.cancel_job(bigint)'
+                   ' SECURITY DEFINER SET search_path = %1$I, pg_temp', here);
+    EXECUTE format('ALTER FUNCTION %1$I.retry_job(bigint)'
                    ' SECURITY DEFINER SET search_path = %1$I, pg_temp', here);
     EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM PUBLIC', here);
     EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I REVOKE EXECUTE ON FUNCTIONS '
