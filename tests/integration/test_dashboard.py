@@ -207,3 +207,20 @@ def test_binding_beyond_loopback_needs_a_token() -> None:
     with pytest.raises(ValueError, match="too short"):
         check_binding("0.0.0.0", "short")
     check_binding("0.0.0.0", TOKEN)
+
+
+def test_retry_button_puts_a_failed_job_back_in_its_queue(
+        client: pgcc.Client, db: psycopg.Connection[Any], schema_name: str,
+        pool: ConnectionPool[Any]) -> None:
+    job_id = client.schedule_task("alpha", {})
+    set_state(db, schema_name, job_id, "failed", "boom")
+    web = browser(pool, schema_name)
+    csrf = csrf_of(web.get(f"/jobs/{job_id}").text)
+    response = web.post(f"/jobs/{job_id}/retry", data={"csrf": csrf})
+    assert response.status_code == 303
+    job = client.get_job(job_id)
+    assert job is not None and job.state == "queued"
+    assert "will run again" in web.get(response.headers["location"]).text
+    # A queued job is not retried; the page says so.
+    again = web.post(f"/jobs/{job_id}/retry", data={"csrf": csrf})
+    assert "not retried" in web.get(again.headers["location"]).text
