@@ -246,6 +246,11 @@ def create_app(pool: ConnectionPool[Any], settings: Settings) -> Starlette:
             return refused
         changed = (await fetch(f"{action}_job", {"job_id": job_id}))[0]["changed"]
         outcome = f"{action}" if changed else f"{action}-refused"
+        if action == "cancel" and changed:
+            # A running job is stopped by its worker within seconds.
+            rows = await fetch("job", {"job_id": job_id})
+            if rows and rows[0]["state"] == "running":
+                outcome = "cancel-requested"
         return RedirectResponse(f"/jobs/{job_id}?done={outcome}", status_code=303)
 
     async def login(request: Request) -> Response:
