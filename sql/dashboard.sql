@@ -14,17 +14,21 @@ ORDER BY started_at, id LIMIT 200;
 
 -- name: queues
 -- Queues with queued or running jobs: how many wait, the head (first queued
--- job in queue order) and the running job, if any.
+-- job in queue order) and the running job, if any. Each part reads its own
+-- partial index (jobs_claim_queued, jobs_one_running_per_queue), never the
+-- finished jobs.
 SELECT q.queue, q.waiting,
        (SELECT j.id FROM {schema}.jobs j
         WHERE j.state = 'queued' AND j.queue = q.queue
         ORDER BY j.scheduled_at, j.id LIMIT 1) AS head_id,
        (SELECT j.id FROM {schema}.jobs j
-        WHERE j.state = 'running' AND j.queue = q.queue) AS running_id,
-       (SELECT true FROM {schema}.queue_locks l WHERE l.queue = q.queue) IS NOT NULL AS locked
-FROM (SELECT queue, count(*) FILTER (WHERE state = 'queued') AS waiting
-      FROM {schema}.jobs
-      WHERE queue IS NOT NULL AND state IN ('queued', 'running')
+        WHERE j.state = 'running' AND j.queue = q.queue) AS running_id
+FROM (SELECT queue, sum(waiting)::bigint AS waiting
+      FROM (SELECT queue, 1 AS waiting FROM {schema}.jobs
+            WHERE state = 'queued' AND queue IS NOT NULL
+            UNION ALL
+            SELECT queue, 0 FROM {schema}.jobs
+            WHERE state = 'running' AND queue IS NOT NULL) live
       GROUP BY queue) q
 ORDER BY q.queue LIMIT 200;
 
