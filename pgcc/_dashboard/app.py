@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import psycopg
 from jinja2 import Environment, PackageLoader, select_autoescape
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
@@ -244,7 +245,11 @@ def create_app(pool: ConnectionPool[Any], settings: Settings) -> Starlette:
         _form, refused = await check_form(request)
         if refused is not None:
             return refused
-        changed = (await fetch(f"{action}_job", {"job_id": job_id}))[0]["changed"]
+        try:
+            changed = (await fetch(f"{action}_job", {"job_id": job_id}))[0]["changed"]
+        except psycopg.errors.InsufficientPrivilege:
+            return refuse(request, 403, f"refused by the database: the dashboard's role may "
+                          f"not call {action}_job (see `pgcc grant`)")
         outcome = f"{action}" if changed else f"{action}-refused"
         if action == "cancel" and changed:
             # A running job is stopped by its worker within seconds.

@@ -39,14 +39,16 @@ def _free_port() -> int:
 
 
 class Dashboard:
-    def __init__(self, dsn: str, schema: str, log: Path, *args: str) -> None:
+    def __init__(self, dsn: str, schema: str, log: Path, *args: str,
+                 env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.log_path = log
         self.process = subprocess.Popen(
             [PGCC, "dashboard", "--dsn", dsn, "--schema", schema, "--port", str(self.port),
-             *args], stdout=self._log, stderr=subprocess.STDOUT)
+             *args], stdout=self._log, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})})
 
         def answers() -> bool:
             assert self.process.poll() is None, log.read_text()
@@ -69,9 +71,27 @@ class Dashboard:
 
 @pytest.fixture
 def dashboard(pg_dsn: str, schema_name: str, tmp_path: Path) -> Iterator[Dashboard]:
-    server = Dashboard(pg_dsn, schema_name, tmp_path / "dashboard.log", "--token", TOKEN)
+    # Beyond loopback, which needs the token: given here through the environment.
+    server = Dashboard(pg_dsn, schema_name, tmp_path / "dashboard.log", "--host", "0.0.0.0",
+                       env={"PGCC_DASHBOARD_TOKEN": TOKEN})
     yield server
     server.stop()
+
+
+def test_without_the_token_nothing_is_shown(dashboard: Dashboard, client: pgcc.Client
+                                           ) -> None:
+    client.schedule_task("secret_task", {"password": "hunter2"})
+    for path in ("/", "/jobs", "/jobs/1"):
+        request = urllib.request.Request(dashboard.url + path)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            # Redirected to the login form, which shows no job.
+            assert response.url.startswith(dashboard.url + "/login")
+            body = response.read().decode()
+        assert "secret_task" not in body and "hunter2" not in body
+    bearer = urllib.request.Request(dashboard.url + "/jobs",
+                                    headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(bearer, timeout=5) as response:
+        assert "secret_task" in response.read().decode()
 
 
 @pytest.fixture(scope="module")

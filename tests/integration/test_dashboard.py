@@ -4,7 +4,9 @@ PostgreSQL: what a person sees and what the forms refuse."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -15,7 +17,8 @@ from starlette.testclient import TestClient
 import pgcc
 from pgcc._dashboard.app import Settings, create_app
 from pgcc._dashboard.server import check_binding
-from tests.helpers import q
+from tests.helpers import grant, q
+from tests.paths import run_cli
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -224,3 +227,43 @@ def test_retry_button_puts_a_failed_job_back_in_its_queue(
     # A queued job is not retried; the page says so.
     again = web.post(f"/jobs/{job_id}/retry", data={"csrf": csrf})
     assert "not retried" in web.get(again.headers["location"]).text
+
+
+def test_a_read_only_role_sees_the_pages_and_its_buttons_are_refused(
+        client: pgcc.Client, pg_dsn: str, schema_name: str,
+        login_role: Callable[[], tuple[str, str]]) -> None:
+    job_id = client.schedule_task("alpha", {"x": 1})
+    role, dsn = login_role()
+    grant(pg_dsn, schema_name, "read", role)
+    with ConnectionPool(dsn, min_size=1, max_size=1, kwargs={"autocommit": True}) as reader:
+        web = browser(reader, schema_name)
+        assert web.get("/").status_code == 200
+        page = web.get(f"/jobs/{job_id}")
+        assert page.status_code == 200 and "alpha" in page.text
+        refused = web.post(f"/jobs/{job_id}/cancel", data={"csrf": csrf_of(page.text)})
+        assert refused.status_code == 403 and "may not call cancel_job" in refused.text
+    job = client.get_job(job_id)
+    assert job is not None and job.state == "queued"
+
+
+def test_the_command_refuses_what_cannot_work(pg_dsn: str, schema_name: str) -> None:
+    wide = run_cli("dashboard", "--host", "0.0.0.0", "--dsn", pg_dsn, "--schema", schema_name,
+                   timeout=30)
+    assert wide.returncode == 2
+    assert wide.stderr.strip().splitlines() == [
+        "pgcc: --host 0.0.0.0: not a loopback address; serving beyond this machine needs "
+        "--token (or PGCC_DASHBOARD_TOKEN)"]
+    bare = run_cli("dashboard", "--dsn", pg_dsn, "--schema", "not_migrated_here", timeout=30)
+    assert bare.returncode == 3
+    assert "schema not_migrated_here has no pgcc tables: run `pgcc migrate`" in bare.stderr
+
+
+def test_without_the_extra_the_command_says_what_to_install() -> None:
+    # The extra's modules made unimportable, as in an install without it.
+    script = ("import sys; sys.modules['uvicorn'] = None; sys.argv = ['pgcc', 'dashboard'];"
+              "from pgcc._cli import main; main()")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'pgcc[dashboard]'" in lines[0], result.stderr
