@@ -260,7 +260,7 @@ def create_app(pool: ConnectionPool[Any], settings: Settings) -> Starlette:
 
     async def login(request: Request) -> Response:
         target = request.query_params.get("next", "/")
-        if not target.startswith("/") or target.startswith("//"):
+        if not target.startswith("/") or target.startswith(("//", "/\\")):
             target = "/"
         if request.method == "GET":
             return render(request, "login.html", page="login", next=target, failed=False)

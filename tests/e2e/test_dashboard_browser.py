@@ -19,7 +19,7 @@ import pytest
 
 import pgcc
 from tests.paths import DASHBOARD_TASKS, PGCC
-from tests.workers import FAST, WorkerFactory, finished, wait_for
+from tests.workers import FAST, WorkerFactory, copy_tasks, finished, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
@@ -141,7 +141,7 @@ def test_the_pages_show_the_jobs_escaped(
 def test_retry_button_runs_a_failed_job_again(
         page: Page, dashboard: Dashboard, client: pgcc.Client,
         start_worker: WorkerFactory, tmp_path: Path) -> None:
-    start_worker(DASHBOARD_TASKS, *FAST, "--concurrency", "2")
+    start_worker(copy_tasks(tmp_path / "tasks", DASHBOARD_TASKS, "fail_once"), *FAST)
     job_id = client.schedule_task("fail_once", {"marker": str(tmp_path / "ran-once")})
     job = finished(client, job_id)
     assert job.state == "failed"
@@ -158,8 +158,8 @@ def test_retry_button_runs_a_failed_job_again(
 
 def test_cancel_button_stops_a_running_job(
         page: Page, dashboard: Dashboard, client: pgcc.Client,
-        start_worker: WorkerFactory) -> None:
-    start_worker(DASHBOARD_TASKS, *FAST, "--concurrency", "2")
+        start_worker: WorkerFactory, tmp_path: Path) -> None:
+    start_worker(copy_tasks(tmp_path / "tasks", DASHBOARD_TASKS, "sleepy"), *FAST)
     job_id = client.schedule_task("sleepy", {"seconds": 120})
 
     def running() -> bool:
