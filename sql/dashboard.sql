@@ -71,7 +71,7 @@ LIMIT %(limit)s;
 -- name: job
 SELECT id, task, parameters, queue, state, scheduled_at, run_at, attempts, max_attempts,
        created_at, started_at, finished_at, heartbeat_at, worker_id, error, result,
-       attempt_errors
+       attempt_errors, cancel_requested_at, history
 FROM {schema}.jobs WHERE id = %(job_id)s;
 
 -- name: retry_job

@@ -154,6 +154,8 @@ def test_retry_button_runs_a_failed_job_again(
     page.reload()
     expect(page.locator("h1")).to_contain_text("done")
     expect(page.locator("#result")).to_contain_text('"second_run": "ok"')
+    # The failed first run is kept in the job's history.
+    expect(page.locator("#history")).to_contain_text("first run fails on purpose")
 
 
 def test_cancel_button_stops_a_running_job(
