@@ -410,6 +410,40 @@ def bench(
     typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.table())
 
 
+# ---- dashboard (issue 15) ---------------------------------------------------
+@app.command()
+def dashboard(
+    host: Annotated[str, typer.Option(
+        help="Address to listen on; beyond loopback only with --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8080,
+    token: Annotated[str | None, typer.Option(
+        envvar="PGCC_DASHBOARD_TOKEN", show_envvar=True,
+        help="A secret every request must carry (login form, or Authorization: Bearer).")]
+    = None,
+    dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+) -> None:
+    """A web page: jobs by state, running jobs, queues, workers, the job list, retry, cancel."""
+    try:
+        from pgcc._dashboard import server
+    except ImportError as exc:
+        _fail(f"the dashboard needs its extra ({exc.name} is missing): "
+              "pip install 'pgcc[dashboard]'", 2)
+    from pgcc import _schema as schema
+
+    setup_logging(verbose)
+    with _errors():
+        server.check_binding(host, token)
+        resolved = resolve_dsn(dsn, schema_name)
+        try:
+            with connect(resolved) as conn:
+                migrated = schema.current_version(conn, schema_name) is not None
+        except ConfigurationError as exc:
+            _fail(str(exc), 3)
+        if not migrated:
+            _fail(f"schema {schema_name} has no pgcc tables: run `pgcc migrate`", 3)
+        server.serve(resolved, schema_name, host, port, token)
+
+
 @embedded_app.command("status")
 def embedded_status() -> None:
     """Is the embedded server of this folder running, and where?"""

@@ -41,6 +41,8 @@ open(os.environ["MODULES_OUT"], "w").write(json.dumps(sorted(sys.modules)))
 BENCH = ("pgcc._bench",)
 WORKER = ("pgcc._worker", "pgcc._runner", "pgcc._forkserver", "pgcc._tasks", "pgcc._reaper",
           "multiprocessing")
+# `pgcc dashboard` alone loads its web stack (an optional extra).
+DASHBOARD = ("pgcc._dashboard", "starlette", "uvicorn", "jinja2")
 
 
 def _env(out: Path, args: list[str]) -> dict[str, str]:
@@ -61,7 +63,7 @@ def test_importing_the_cli_loads_no_command(tmp_path: Path) -> None:
                    timeout=60)
     modules = _loaded(out)
     assert "pgcc._cli" in modules
-    assert _among(modules, BENCH + WORKER + ("pgcc._client", "pgcc._status")) == []
+    assert _among(modules, BENCH + WORKER + DASHBOARD + ("pgcc._client", "pgcc._status")) == []
 
 
 @pytest.mark.parametrize("args", [["--help"], ["schedule", "--help"]])
@@ -71,7 +73,7 @@ def test_help_loads_neither_worker_nor_bench(tmp_path: Path, args: list[str]) ->
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
-    assert _among(_loaded(out), BENCH + WORKER) == []
+    assert _among(_loaded(out), BENCH + WORKER + DASHBOARD) == []
 
 
 def test_schedule_loads_neither_worker_nor_bench(tmp_path: Path, pg_dsn: str,
@@ -84,7 +86,7 @@ def test_schedule_loads_neither_worker_nor_bench(tmp_path: Path, pg_dsn: str,
     assert result.stdout.strip().isdigit()
     modules = _loaded(out)
     assert "pgcc._client" in modules
-    assert _among(modules, BENCH + WORKER) == []
+    assert _among(modules, BENCH + WORKER + DASHBOARD) == []
 
 
 # A task that tells which of these modules its child found loaded.

@@ -1,0 +1,2 @@
+"""`pgcc dashboard`: a small web page over one environment (optional extra
+`pgcc[dashboard]`: Starlette, Jinja2, uvicorn)."""
