@@ -25,3 +25,8 @@ class TaskStateError(PgccError, ValueError):
 
 class StaleTaskStateError(PgccError):
     """A task state was saved by someone else since it was read."""
+
+
+class DatabaseUnavailable(PgccError):
+    """The database cannot be used: unreachable, login refused, no database
+    configured, or a schema without pgcc's tables (run `pgcc migrate`)."""
