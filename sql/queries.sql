@@ -439,3 +439,46 @@ DELETE FROM {schema}.jobs WHERE id IN (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id;
+
+-- ---- pgcc status: what runs, what waits, what failed (issue 15) --------------
+-- Each reads through a partial index of the jobs it asks about (running,
+-- queued, finished), never the whole table.
+
+-- name: status_running
+SELECT id, task, queue, worker_id, attempts,
+       extract(epoch FROM now() - started_at)::float8 AS running_for
+FROM {schema}.jobs WHERE state = 'running'
+ORDER BY started_at NULLS LAST, id LIMIT %(limit)s;
+
+-- name: status_scheduled
+SELECT id, task, queue, run_at, extract(epoch FROM run_at - now())::float8 AS due_in
+FROM ((SELECT id, task, queue, run_at FROM {schema}.jobs
+       WHERE state = 'queued' AND queue IS NULL AND run_at > now()
+       ORDER BY run_at, id LIMIT %(limit)s)
+      UNION ALL
+      (SELECT id, task, queue, run_at FROM {schema}.jobs
+       WHERE state = 'queued' AND queue IS NOT NULL AND run_at > now()
+       ORDER BY run_at, id LIMIT %(limit)s)) AS later
+ORDER BY run_at, id LIMIT %(limit)s;
+
+-- name: status_scheduled_count
+SELECT count(*) AS jobs FROM {schema}.jobs WHERE state = 'queued' AND run_at > now();
+
+-- name: status_failed_recent
+SELECT id, task, queue, state, extract(epoch FROM now() - finished_at)::float8 AS ago,
+       split_part(coalesce(error, ''), E'\n', 1) AS error
+FROM {schema}.jobs
+WHERE state IN ('failed', 'dead') AND finished_at > now() - interval '1 hour'
+ORDER BY finished_at DESC, id DESC LIMIT %(limit)s;
+
+-- name: status_failed_recent_by_task
+SELECT task, count(*) AS jobs FROM {schema}.jobs
+WHERE state IN ('failed', 'dead') AND finished_at > now() - interval '1 hour'
+GROUP BY task ORDER BY task;
+
+-- name: status_worker_tasks
+SELECT id, tasks, heartbeat_at > now() - lease AS live FROM {schema}.workers ORDER BY id;
+
+-- name: status_task_served
+SELECT EXISTS (SELECT 1 FROM {schema}.workers
+               WHERE heartbeat_at > now() - lease AND %(task)s = ANY (tasks)) AS served;
