@@ -104,7 +104,7 @@ def test_an_unknown_schema_exits_3_naming_it_and_nothing_is_created(
 
 def test_the_client_refuses_an_unknown_schema(pg_dsn: str, db: psycopg.Connection[Any]
                                               ) -> None:
-    with pytest.raises(pgcc.DatabaseUnavailable, match="nosuch_schema_15.*pgcc migrate"), \
+    with pytest.raises(pgcc.DatabaseUnavailable, match=r"nosuch_schema_15.*pgcc migrate"), \
             pgcc.Client(pg_dsn, schema="nosuch_schema_15") as client:
         client.schedule_task("mytask")
     assert not schema_exists(db, "nosuch_schema_15")
