@@ -6,6 +6,7 @@ functions, so the three doors (SQL, Python, CLI) write the same rows.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import threading
@@ -245,8 +246,8 @@ class AsyncClient:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
         if self._pool is None:
-            # A blocking check, once (see Client.dsn).
-            self._dsn = usable_dsn(self._dsn, self.schema)
+            # Checked once (see Client.dsn), in a thread: the loop is not blocked.
+            self._dsn = await asyncio.to_thread(usable_dsn, self._dsn, self.schema)
             timeout = connect_timeout()
             pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] = \
                 AsyncConnectionPool(
