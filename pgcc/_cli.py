@@ -16,7 +16,7 @@ from typing import Annotated, Any, NoReturn
 import psycopg
 import typer
 
-from pgcc._database import DEFAULT_SCHEMA, connect, resolve_dsn, usable_dsn
+from pgcc._database import DEFAULT_SCHEMA, connect, require_schema, resolve_dsn, usable_dsn
 from pgcc._grants import Grant
 from pgcc.errors import ConfigurationError, DatabaseUnavailable, PgccError
 
@@ -110,8 +110,6 @@ def _with_connection(dsn: str | None, schema_name: str,
     resolved = resolve_dsn(dsn, schema_name)
     with connect(resolved) as conn:
         if not create:
-            from pgcc._database import require_schema
-
             require_schema(conn, schema_name)
         return action(conn, resolved)
 
