@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pgcc._states import JobState, TaskStatus
 from pgcc.errors import (
     ConfigurationError,
+    DatabaseUnavailable,
     ParameterTypeError,
     PgccError,
     ScheduleError,
@@ -32,6 +33,7 @@ __all__ = [
     "AsyncTaskStates",
     "Client",
     "ConfigurationError",
+    "DatabaseUnavailable",
     "Job",
     "JobContext",
     "JobState",

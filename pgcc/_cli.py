@@ -16,9 +16,9 @@ from typing import Annotated, Any, NoReturn
 import psycopg
 import typer
 
-from pgcc._database import DEFAULT_SCHEMA, connect, resolve_dsn
+from pgcc._database import DEFAULT_SCHEMA, connect, require_schema, resolve_dsn, usable_dsn
 from pgcc._grants import Grant
-from pgcc.errors import ConfigurationError, PgccError
+from pgcc.errors import ConfigurationError, DatabaseUnavailable, PgccError
 
 # Each command imports what it runs inside its own function: `pgcc schedule`
 # loads neither the worker nor the bench, `pgcc worker` not the bench. Above is
@@ -30,9 +30,12 @@ DEFAULT_PREFETCH = 32
 # pgcc._bench.WORKLOADS:
 BENCH_WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# -h as well as --help, on every command.
+_CONTEXT = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=_CONTEXT,
                   help="pgcc: a job queue that lives entirely in PostgreSQL.")
-embedded_app = typer.Typer(no_args_is_help=True, help="The embedded PostgreSQL server.")
+embedded_app = typer.Typer(no_args_is_help=True, context_settings=_CONTEXT,
+                           help="The embedded PostgreSQL server.")
 app.add_typer(embedded_app, name="embedded")
 
 Dsn = Annotated[str | None, typer.Option(
@@ -41,6 +44,9 @@ Dsn = Annotated[str | None, typer.Option(
 Schema = Annotated[str, typer.Option(
     "--schema", envvar="PGCC_SCHEMA", help="The environment: one PostgreSQL schema.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show details and tracebacks.")]
+ConnectTimeout = Annotated[float | None, typer.Option(
+    "--connect-timeout", envvar="PGCC_CONNECT_TIMEOUT", min=0.1, show_default=False,
+    help="Seconds to wait for the database before giving up with exit 3 (default: 10).")]
 
 _verbose = False
 
@@ -54,16 +60,22 @@ def _fail(message: str, code: int) -> NoReturn:
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Bad input: exit 2 with one line. Anything else pgcc knows: exit 1, one line."""
+    """Bad input: exit 2 with one line. A database that cannot be used: exit 3,
+    one line saying why. Anything else pgcc knows: exit 1, one line."""
     try:
         yield
+    except DatabaseUnavailable as exc:
+        _fail(str(exc), 3)
     except (ValueError, TypeError) as exc:
         _fail(str(exc), 2)
     except PgccError as exc:
         _fail(str(exc), 1)
     except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        _fail(f"database error: {first} (has `pgcc migrate` run for this --schema?)", 1)
+        _fail(f"database error: {first} (has `pgcc migrate` run for this --schema?)", 3)
+    except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        _fail(f"database cannot be used: {first}", 3)
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         _fail(f"database error: {first}", 1)
@@ -84,25 +96,57 @@ def setup_logging(verbose: bool) -> None:
     logging.getLogger("psycopg").setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
+def _set_connect_timeout(seconds: float | None) -> None:
+    """--connect-timeout, for this process and the clients it makes."""
+    if seconds is not None:
+        os.environ["PGCC_CONNECT_TIMEOUT"] = repr(seconds)
+
+
 def _with_connection(dsn: str | None, schema_name: str,
-                     action: Callable[[psycopg.Connection[Any], str], Any]) -> Any:
+                     action: Callable[[psycopg.Connection[Any], str], Any],
+                     *, create: bool = False) -> Any:
+    """`action` on a connection; unless `create` (pgcc migrate), the schema
+    must have pgcc's tables (DatabaseUnavailable, exit 3, otherwise)."""
     resolved = resolve_dsn(dsn, schema_name)
     with connect(resolved) as conn:
+        if not create:
+            require_schema(conn, schema_name)
         return action(conn, resolved)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"pgcc {version('pgcc')}")
+        except PackageNotFoundError:
+            typer.echo("pgcc (version unknown: not installed as a package)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Show pgcc's version and exit.")]
+        = False) -> None:
+    """pgcc: a job queue that lives entirely in PostgreSQL."""
+
+
 @app.command()
-def migrate(dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False
-            ) -> None:
+def migrate(dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+            connect_timeout: ConnectTimeout = None) -> None:
     """Create or upgrade the schema (idempotent; safe from several processes)."""
     from pgcc import _schema as schema
 
     setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
     with _errors():
         applied = _with_connection(dsn, schema_name,
-                                   lambda conn, _: schema.migrate(conn, schema_name))
+                                   lambda conn, _: schema.migrate(conn, schema_name),
+                                   create=True)
         version = _with_connection(dsn, schema_name,
-                                   lambda conn, _: schema.current_version(conn, schema_name))
+                                   lambda conn, _: schema.current_version(conn, schema_name),
+                                   create=True)
     done = f"applied {', '.join(map(str, applied))}" if applied else "already up to date"
     typer.echo(f"schema {schema_name}: version {version} ({done})")
 
@@ -114,11 +158,13 @@ def grant_command(
              "read: read every table.")],
     role: Annotated[str, typer.Argument(help="The PostgreSQL role to give the rights to.")],
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+    connect_timeout: ConnectTimeout = None,
 ) -> None:
     """Give a role the rights it needs in this environment, and no more."""
     from pgcc import _grants as grants
 
     setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
     with _errors():
         _with_connection(dsn, schema_name,
                          lambda conn, _: grants.grant(conn, kind, schema_name, role))
@@ -128,24 +174,58 @@ def grant_command(
 @app.command()
 def schedule(
     task: Annotated[str, typer.Argument(help="The task's name (tasks/<name>.py).")],
-    parameters: Annotated[str, typer.Argument(help="A JSON object.")] = "{}",
+    parameters: Annotated[str, typer.Argument(
+        help="A JSON object; @FILE reads it from a file, - from stdin.")] = "{}",
     at: Annotated[str | None, typer.Option(help="ISO 8601 time with a UTC offset.")] = None,
     after: Annotated[int | None, typer.Option(help="Delay in milliseconds.")] = None,
     queue: Annotated[str | None, typer.Option(help="Jobs of one queue run one at a time.")]
     = None,
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+    connect_timeout: ConnectTimeout = None,
 ) -> None:
     """Schedule a job; prints its id, and only its id."""
     from pgcc._client import Client
     from pgcc._validation import load_parameters, parse_at
 
     setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
     with _errors():
-        params = load_parameters(parameters)
+        params = load_parameters(_parameters_text(parameters))
         when = parse_at(at) if at is not None else None
         with Client(dsn, schema=schema_name) as client:
             job_id = client.schedule_task(task, params, at=when, after=after, queue=queue)
+            served = _served(client, task)
+    if not served:
+        typer.echo(f"pgcc: note: no live worker has task {task!r} (yet); job {job_id} "
+                   "waits for one", err=True)
     typer.echo(job_id)
+
+
+def _parameters_text(argument: str) -> str:
+    """The parameters' JSON: the argument itself, or @FILE's content, or stdin's for -."""
+    if argument == "-":
+        return sys.stdin.read()
+    if argument.startswith("@"):
+        path = Path(argument[1:])
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"parameters {argument}: cannot read {path}: "
+                                     f"{getattr(exc, 'strerror', None) or exc}") from None
+    return argument
+
+
+def _served(client: Any, task: str) -> bool:
+    """Does a live worker have `task`? (For a note only: True when unsure.)"""
+    from pgcc._queries import for_schema
+
+    try:
+        with client.connection() as conn:
+            row = conn.execute(for_schema(client.schema)["status_task_served"],
+                               {"task": task}).fetchone()
+    except psycopg.Error:
+        return True
+    return bool(row and row[0])
 
 
 # ---- seeing and acting on jobs (issue 15) ----------------------------------------
@@ -156,12 +236,13 @@ AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")
 
 @app.command()
 def cancel(job_ids: JobIds, dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA,
-           verbose: Verbose = False) -> None:
+           verbose: Verbose = False, connect_timeout: ConnectTimeout = None) -> None:
     """Cancel jobs: a queued job at once, a running one is stopped by its worker
     (within 2 s) and ends cancelled. Exit 1 if any could not be cancelled."""
     from pgcc._client import Client
 
     setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
     refused = 0
     with _errors(), Client(dsn, schema=schema_name) as client:
         for job_id in job_ids:
@@ -193,12 +274,14 @@ def retry(
     queue: Annotated[str | None, typer.Option("--queue", help="With --state: only this queue.")]
     = None,
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+    connect_timeout: ConnectTimeout = None,
 ) -> None:
     """Run finished jobs again (queued, due now, behind their queue, full
     attempts; their earlier run is kept). Exit 1 if any could not be retried."""
     from pgcc._client import Client, check_state
 
     setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
     if job_ids and state is not None:
         _fail("give job ids or --state, not both", 2)
     if (task is not None or queue is not None) and state is None:
@@ -238,12 +321,14 @@ def list_jobs_command(
     = 100,
     as_json: AsJson = False,
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+    connect_timeout: ConnectTimeout = None,
 ) -> None:
     """List jobs, newest first."""
     from pgcc import _jobview as view
     from pgcc._client import Client, list_params
 
     setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
     with _errors():
         list_params(state, task, queue, limit)  # refuse bad input before connecting
         with Client(dsn, schema=schema_name) as client:
@@ -258,13 +343,15 @@ def list_jobs_command(
 
 @app.command("job")
 def show_job(job_id: int, as_json: AsJson = False, dsn: Dsn = None,
-             schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False) -> None:
+             schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+             connect_timeout: ConnectTimeout = None) -> None:
     """One job: parameters, state, attempts with their worker, times and
     reasons, result, error, earlier runs."""
     from pgcc import _jobview as view
     from pgcc._client import Client
 
     setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
     with _errors(), Client(dsn, schema=schema_name) as client:
         job = client.get_job(job_id)
     if job is None:
@@ -277,16 +364,37 @@ def show_job(job_id: int, as_json: AsJson = False, dsn: Dsn = None,
 @app.command("status")
 def show_status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    watch: Annotated[float | None, typer.Option(
+        "--watch", min=0.1, show_default=False,
+        help="Refresh every SECONDS until Ctrl-C (e.g. --watch 2).")] = None,
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+    connect_timeout: ConnectTimeout = None,
 ) -> None:
-    """Jobs by state, task and queue; the oldest waiting job; live workers."""
+    """Counts by state, task and queue; running, scheduled and recently failed
+    jobs; live workers and their tasks; tasks that no live worker serves."""
+    import time
+
     from pgcc import _status as status
 
     setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
     with _errors():
-        report = _with_connection(dsn, schema_name,
-                                  lambda conn, _: status.collect(conn, schema_name))
-    typer.echo(json.dumps(report, indent=2) if as_json else status.render(report))
+        resolved = usable_dsn(dsn, schema_name)
+        with connect(resolved) as conn:
+            while True:
+                report = status.collect(conn, schema_name)
+                text = json.dumps(report, indent=2) if as_json else status.render(report)
+                if watch is None:
+                    typer.echo(text)
+                    return
+                if not as_json and sys.stdout.isatty():
+                    typer.echo("\x1b[H\x1b[2J", nl=False)  # clear the screen
+                typer.echo(text, nl=True)
+                sys.stdout.flush()
+                try:
+                    time.sleep(watch)
+                except KeyboardInterrupt:
+                    return
 
 
 @app.command()
@@ -294,7 +402,8 @@ def worker(
     tasks_dir: Annotated[Path, typer.Option("--tasks", help="Folder of task modules.")]
     = Path("tasks"),
     concurrency: Annotated[int | None, typer.Option(
-        min=1, help="Child processes, so jobs at once [default: 2 x cores].")] = None,
+        min=1, show_default=False,
+        help="Child processes, so jobs at once (default: 2 x cores).")] = None,
     timeout: Annotated[float, typer.Option(
         min=0.001, help="Default job timeout in seconds; a task's own `timeout` wins.")] = 600,
     lease: Annotated[float, typer.Option(
@@ -318,6 +427,7 @@ def worker(
     = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only problems.")] = False,
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+    connect_timeout: ConnectTimeout = None,
 ) -> None:
     """Run jobs: claim, run each in a child process, record the outcome."""
     from pgcc import _schema as schema
@@ -326,6 +436,7 @@ def worker(
     from pgcc._worker.supervisor import Worker
 
     setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
     if quiet:
         logging.getLogger("pgcc").setLevel(logging.WARNING)
     with _errors():
@@ -335,7 +446,7 @@ def worker(
         for bad in broken:
             logging.getLogger("pgcc.worker").error("task %s not loaded: %s", bad.path, bad.error)
             logging.getLogger("pgcc.worker").debug("%s", bad.detail)
-        resolved = resolve_dsn(dsn, schema_name)
+        resolved = resolve_dsn(dsn, schema_name, create=not no_migrate)
         with connect(resolved) as conn:
             if no_migrate:
                 schema.require_current(conn, schema_name)
@@ -360,13 +471,15 @@ def reaper(
         "(by default the schema's setting retention_seconds: 7 days as installed).")]
     = None,
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+    connect_timeout: ConnectTimeout = None,
 ) -> None:
     """Requeue the jobs of workers whose lease ran out; prune old finished jobs."""
     from pgcc import _reaper as reaper_module
 
     setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
     with _errors():
-        resolved = resolve_dsn(dsn, schema_name)
+        resolved = usable_dsn(dsn, schema_name)
         result = reaper_module.run(resolved, schema_name, once=once, retention=retention)
     if result is not None:
         typer.echo(f"requeued {result.requeued}, dead {result.dead}, "
@@ -455,6 +568,7 @@ def embedded_status() -> None:
         typer.echo(f"dsn: {current.dsn}")
     else:
         typer.echo(f"not running; data in {current.data_dir}")
+        raise typer.Exit(1)
 
 
 @embedded_app.command("stop")

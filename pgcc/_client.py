@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -17,14 +18,15 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from pgcc._database import DEFAULT_SCHEMA, resolve_dsn
+from pgcc._database import DEFAULT_SCHEMA, connect_timeout, usable_dsn
 from pgcc._queries import Queries, for_schema
 from pgcc._states import JobState
 from pgcc._taskstate import AsyncTaskStates, TaskStates
 from pgcc._validation import check_name, check_parameters, check_schema, check_timing, dump_json
 from pgcc.errors import (
+    DatabaseUnavailable,
     JobFilterError,
     ParameterTypeError,
     PgccError,
@@ -193,21 +195,32 @@ def _refused(exc: psycopg.Error) -> ScheduleError:
 _job_row = class_row(Job)
 
 
+def _schema_name(schema: str | None) -> str:
+    """The schema given, else PGCC_SCHEMA (as the CLI), else pgcc's default."""
+    return schema if schema is not None else os.environ.get("PGCC_SCHEMA") or DEFAULT_SCHEMA
+
+
+def _unavailable(exc: PoolTimeout, timeout: float) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"no connection to PostgreSQL within {timeout:g} s: {exc}")
+
+
 class Client:
     """Schedules jobs. `Client()` with no DSN uses PGCC_DSN, else the embedded server."""
 
-    def __init__(self, dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA,
+    def __init__(self, dsn: str | None = None, *, schema: str | None = None,
                  pool_size: int = 4) -> None:
-        self.schema = check_schema(schema)
+        self.schema = check_schema(_schema_name(schema))
         self._dsn = dsn
         self._pool_size = pool_size
         self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] | None = None
         self._pool_lock = threading.Lock()
-        self._queries: Queries = for_schema(schema)
+        self._queries: Queries = for_schema(self.schema)
 
     @property
     def dsn(self) -> str:
-        self._dsn = resolve_dsn(self._dsn, self.schema)
+        # Checked once, within the connect timeout: the server answers and the
+        # schema has pgcc's tables (DatabaseUnavailable otherwise).
+        self._dsn = usable_dsn(self._dsn, self.schema)
         return self._dsn
 
     def _get_pool(self) -> ConnectionPool[psycopg.Connection[tuple[Any, ...]]]:
@@ -216,15 +229,21 @@ class Client:
             with self._pool_lock:  # one pool, even when threads race to make it
                 pool = self._pool
                 if pool is None:
+                    timeout = connect_timeout()
                     pool = ConnectionPool(
                         self.dsn, min_size=1, max_size=self._pool_size,
                         kwargs={"autocommit": True}, open=True, name=f"pgcc-{self.schema}",
+                        timeout=timeout,
                     )
                     # A first request made before the first connection is up
                     # grows the pool by one, and the pool then hands its
                     # connections out in turn: a sequential caller would wake
                     # two backends alternately (~25 us more per call than one).
-                    pool.wait()
+                    try:
+                        pool.wait(timeout)
+                    except PoolTimeout as exc:
+                        pool.close()
+                        raise _unavailable(exc, timeout) from None
                     self._pool = pool
         return pool
 
@@ -353,25 +372,32 @@ class Client:
 class AsyncClient:
     """The asyncio twin of Client."""
 
-    def __init__(self, dsn: str | None = None, *, schema: str = DEFAULT_SCHEMA,
+    def __init__(self, dsn: str | None = None, *, schema: str | None = None,
                  pool_size: int = 4) -> None:
-        self.schema = check_schema(schema)
+        self.schema = check_schema(_schema_name(schema))
         self._dsn = dsn
         self._pool_size = pool_size
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
-        self._queries: Queries = for_schema(schema)
+        self._queries: Queries = for_schema(self.schema)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
         if self._pool is None:
-            self._dsn = resolve_dsn(self._dsn, self.schema)
+            # Checked once (see Client.dsn), in a thread: the loop is not blocked.
+            self._dsn = await asyncio.to_thread(usable_dsn, self._dsn, self.schema)
+            timeout = connect_timeout()
             pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] = \
                 AsyncConnectionPool(
                     self._dsn, min_size=1, max_size=self._pool_size,
                     kwargs={"autocommit": True}, open=False, name=f"pgcc-{self.schema}",
+                    timeout=timeout,
                 )
             await pool.open()
-            await pool.wait()  # see Client.connection
+            try:
+                await pool.wait(timeout)  # see Client.connection
+            except PoolTimeout as exc:
+                await pool.close()
+                raise _unavailable(exc, timeout) from None
             self._pool = pool
         async with self._pool.connection() as conn:
             yield conn

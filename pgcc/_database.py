@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import math
 import os
 import socket
 import time
@@ -16,35 +18,101 @@ from psycopg.rows import RowFactory, RowMaker
 from pgcc import _embedded as embedded
 from pgcc import _schema as schema
 from pgcc._validation import check_schema
-from pgcc.errors import ConfigurationError
+from pgcc.errors import ConfigurationError, DatabaseUnavailable
 
 DEFAULT_SCHEMA = "pgcc"
 # Seconds a long-running process waits for a new connection to its server.
 LINK_CONNECT_TIMEOUT = 5
+# Seconds a command or a client waits for its first connection.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+_announced = False
+log = logging.getLogger("pgcc")
 _prepared: set[tuple[str, str]] = set()
 
 
-def resolve_dsn(dsn: str | None, schema_name: str = DEFAULT_SCHEMA) -> str:
-    """The DSN to use. On the embedded server, the schema is created on first use."""
+def connect_timeout() -> float:
+    """Seconds to wait for a connection: PGCC_CONNECT_TIMEOUT (the CLI's
+    --connect-timeout sets it), else 10."""
+    text = os.environ.get("PGCC_CONNECT_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_CONNECT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"PGCC_CONNECT_TIMEOUT={text!r}: not a number of seconds") from None
+    if not value > 0:
+        raise ConfigurationError(f"PGCC_CONNECT_TIMEOUT={text!r}: must be > 0")
+    return value
+
+
+def _embedded_dsn() -> str:
+    """The embedded server's DSN, announced once per process; refused when
+    PGCC_EMBEDDED=0 (production, where a missing PGCC_DSN must not quietly
+    enqueue into a local database)."""
+    global _announced
+    if os.environ.get("PGCC_EMBEDDED", "").strip().lower() in ("0", "false", "no", "off"):
+        raise DatabaseUnavailable(
+            "no database: neither --dsn nor PGCC_DSN is set, and PGCC_EMBEDDED=0 "
+            "forbids the embedded server")
+    folder = embedded.home_folder()
+    if not _announced:
+        _announced = True
+        log.warning("no --dsn or PGCC_DSN: using the embedded PostgreSQL server in %s "
+                    "(PGCC_EMBEDDED=0 makes this an error)", folder)
+    return embedded.start()
+
+
+def resolve_dsn(dsn: str | None, schema_name: str = DEFAULT_SCHEMA, *,
+                create: bool = False) -> str:
+    """The DSN to use. On the embedded server, the default schema (or any
+    schema, with `create`) is created on first use."""
     check_schema(schema_name)
     dsn = dsn or os.environ.get("PGCC_DSN") or None
     if dsn is not None:
         return dsn
-    dsn = embedded.start()
-    if (dsn, schema_name) not in _prepared:
+    dsn = _embedded_dsn()
+    if (create or schema_name == DEFAULT_SCHEMA) and (dsn, schema_name) not in _prepared:
         with connect(dsn) as conn:
             schema.migrate(conn, schema_name)
         _prepared.add((dsn, schema_name))
     return dsn
 
 
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+
+
 def connect(dsn: str, **kwargs: object) -> psycopg.Connection[tuple[object, ...]]:
-    """A connection in autocommit mode, with a clear error when the server is not there."""
+    """A connection in autocommit mode; DatabaseUnavailable, within the connect
+    timeout, when the server is not there or refuses the login."""
+    kwargs.setdefault("connect_timeout", max(1, math.ceil(connect_timeout())))
     try:
         return psycopg.connect(dsn, autocommit=True, **kwargs)  # type: ignore[arg-type]
     except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise ConfigurationError(f"cannot connect to PostgreSQL: {first}") from exc
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {_first_line(exc)}") from exc
+    except psycopg.ProgrammingError as exc:  # e.g. a DSN that does not parse
+        raise ConfigurationError(f"bad DSN: {_first_line(exc)}") from exc
+
+
+def require_schema(conn: psycopg.Connection[Any], schema_name: str) -> None:
+    """DatabaseUnavailable naming the schema and `pgcc migrate` when the schema
+    has no pgcc tables. Nothing is created."""
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                       [f'"{schema_name}".jobs']).fetchone()
+    if not (row and row[0]):
+        raise DatabaseUnavailable(
+            f"schema {schema_name} has no pgcc tables: run `pgcc migrate --schema "
+            f"{schema_name}` (or start a worker) first")
+
+
+def usable_dsn(dsn: str | None, schema_name: str) -> str:
+    """The DSN, checked once: the server answers within the connect timeout and
+    the schema has pgcc's tables; DatabaseUnavailable otherwise."""
+    resolved = resolve_dsn(dsn, schema_name)
+    with connect(resolved) as conn:
+        require_schema(conn, schema_name)
+    return resolved
 
 
 # A statement a long-running process sends: its name (for logs), text and

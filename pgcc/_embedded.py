@@ -18,8 +18,13 @@ log = logging.getLogger("pgcc.embedded")
 DEFAULT_HOME = Path(".pgcc")
 
 
-def _data_dir(home: Path | None) -> Path:
-    return (home or Path(os.environ.get("PGCC_HOME", DEFAULT_HOME))).resolve() / "data"
+def home_folder(home: Path | None = None) -> Path:
+    """The folder of the embedded server's data (PGCC_HOME, else ./.pgcc)."""
+    return (home or Path(os.environ.get("PGCC_HOME", DEFAULT_HOME))).resolve()
+
+
+def _data_dir(folder: Path | None) -> Path:
+    return home_folder(folder) / "data"
 
 
 def _quiet_import() -> object:

@@ -18,6 +18,7 @@ import os
 import re
 import select
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -285,8 +286,56 @@ def ignore_stop_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+class JobLines:
+    """A child's sys.stdout or sys.stderr: each line a task prints carries its
+    job's id ("[job 42] ..."), so the worker's log says which job said what.
+    Whole lines are written at once (children share the worker's stream);
+    a partial line waits for its end, or for the job's end."""
+
+    job_id: int | None = None  # the job this child runs now (one at a time)
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        if JobLines.job_id is None and not self._pending:
+            return int(self._stream.write(text))
+        self._pending += text
+        if "\n" in self._pending:
+            *lines, self._pending = self._pending.split("\n")
+            prefix = f"[job {JobLines.job_id}] " if JobLines.job_id is not None else ""
+            self._stream.write("".join(f"{prefix}{line}\n" for line in lines))
+            self._stream.flush()
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def end_job(self) -> None:
+        """The job is over: its unfinished line is written, with its id."""
+        if self._pending:
+            self.write("\n")
+        self.flush()
+
+    def flush(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, encoding, buffer, isatty...
+        return getattr(self._stream, name)
+
+
+def _prefix_output() -> tuple[JobLines, JobLines]:
+    out, err = JobLines(sys.stdout), JobLines(sys.stderr)
+    sys.stdout, sys.stderr = out, err
+    return out, err
+
+
 def child_main(channel: Connection, config: ChildConfig) -> None:
     ignore_stop_signals()
+    streams = _prefix_output()
     _die_with_parent()
     _die_with_worker(config.worker_pid)
     running = _stop_when_lease_lapses(config)
@@ -315,7 +364,11 @@ def child_main(channel: Connection, config: ChildConfig) -> None:
                 os._exit(LEASE_LAPSED_EXIT)
             running.set()
             started = time.perf_counter()
+            JobLines.job_id = order.id
             state, result, error = _run(env, order)
+            for stream in streams:
+                stream.end_job()
+            JobLines.job_id = None
             running.clear()
             pipe.send(Answer(order.id, order.attempt, state, result, error,
                              time.perf_counter() - started))

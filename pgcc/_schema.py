@@ -13,7 +13,7 @@ from psycopg.rows import class_row, scalar_row
 
 from pgcc._queries import lock_space
 from pgcc._validation import check_schema
-from pgcc.errors import ConfigurationError
+from pgcc.errors import ConfigurationError, DatabaseUnavailable
 
 _FILE = re.compile(r"(\d{4})_(\w+)\.sql")
 
@@ -118,7 +118,7 @@ def require_current(conn: psycopg.Connection[object], schema: str) -> None:
     current = current_version(conn, schema)
     _refuse_newer(schema, current, newest)
     if current != newest:
-        raise ConfigurationError(
+        raise DatabaseUnavailable(
             f"schema {schema} is at version {current or 'none'}, older than this pgcc "
             f"({newest}): run `pgcc migrate` (or start the worker without --no-migrate)")
 

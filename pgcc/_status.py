@@ -1,7 +1,15 @@
-"""What `pgcc status` reports: jobs by state, task and queue, and live workers."""
+"""What `pgcc status` reports: jobs by state, task and queue; what runs (and
+for how long), what is scheduled for later, what failed in the last hour;
+live workers and their tasks; and tasks whose queued jobs no live worker serves.
+
+The report (`--json`) has stable keys: schema, jobs, tasks, queues,
+oldest_waiting_seconds, workers, running, scheduled, scheduled_total,
+failed_last_hour, failed_last_hour_by_task, unserved_tasks."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import psycopg
@@ -45,7 +53,84 @@ class WorkerRow(NamedTuple):
     running: int
 
 
+class RunningRow(NamedTuple):
+    id: int
+    task: str
+    queue: str | None
+    worker_id: int | None
+    attempts: int
+    running_for: float | None
+
+
+class ScheduledRow(NamedTuple):
+    id: int
+    task: str
+    queue: str | None
+    run_at: dt.datetime
+    due_in: float
+
+
+class FailedRow(NamedTuple):
+    id: int
+    task: str
+    queue: str | None
+    state: str
+    ago: float
+    error: str
+
+
+class WorkerTasks(NamedTuple):
+    id: int
+    tasks: list[str]
+    live: bool
+
+
+# How many running, scheduled and failed jobs the report lists (counts are whole).
+LIST_LIMIT = 10
+
+
 def collect(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
+    queries = for_schema(schema)
+    report = _counts(conn, schema)
+    limit = {"limit": LIST_LIMIT}
+    report["running"] = [
+        {"id": r.id, "task": r.task, "queue": r.queue, "worker": r.worker_id,
+         "attempt": r.attempts,
+         "running_seconds": None if r.running_for is None else round(r.running_for, 3)}
+        for r in conn.cursor(row_factory=class_row(RunningRow)).execute(
+            queries["status_running"], limit)]
+    report["scheduled"] = [
+        {"id": r.id, "task": r.task, "queue": r.queue, "run_at": r.run_at.isoformat(),
+         "due_in_seconds": round(r.due_in, 3)}
+        for r in conn.cursor(row_factory=class_row(ScheduledRow)).execute(
+            queries["status_scheduled"], limit)]
+    total = conn.execute(queries["status_scheduled_count"]).fetchone()
+    report["scheduled_total"] = int(total[0]) if total else 0
+    report["failed_last_hour"] = [
+        {"id": r.id, "task": r.task, "queue": r.queue, "state": r.state,
+         "seconds_ago": round(r.ago, 3), "error": r.error}
+        for r in conn.cursor(row_factory=class_row(FailedRow)).execute(
+            queries["status_failed_recent"], limit)]
+    report["failed_last_hour_by_task"] = {
+        str(task): int(jobs) for task, jobs in conn.execute(
+            queries["status_failed_recent_by_task"]).fetchall()}
+    served: set[str] = set()
+    tasks_of = {}
+    for w in conn.cursor(row_factory=class_row(WorkerTasks)).execute(
+            queries["status_worker_tasks"]):
+        tasks_of[w.id] = sorted(w.tasks)
+        if w.live:
+            served.update(w.tasks)
+    for worker in report["workers"]:
+        worker["task_names"] = tasks_of.get(worker["id"], [])
+        worker["live"] = worker["heartbeat_age"] <= worker["lease"]
+    report["unserved_tasks"] = sorted(
+        task for task, counts in report["tasks"].items()
+        if counts[JobState.QUEUED.value] and task not in served)
+    return report
+
+
+def _counts(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
     queries = for_schema(schema)
     by_state = dict.fromkeys(STATES, 0)
     for row in conn.cursor(row_factory=class_row(StateCount)).execute(
@@ -93,15 +178,36 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"pgcc status (schema {report['schema']})", ""]
     lines.append("jobs     " + "  ".join(f"{state} {jobs[state]}" for state in STATES))
     oldest = report["oldest_waiting_seconds"]
-    lines.append("waiting  " + ("nothing due" if oldest is None
-                                 else f"oldest due job has waited {_age(oldest)}"))
+    waiting = ("nothing due now" if oldest is None
+               else f"oldest due job has waited {_age(oldest)}")
+    scheduled = report.get("scheduled", [])
+    if scheduled:
+        waiting += (f"; {report['scheduled_total']} scheduled for later, next in "
+                    f"{_age(scheduled[0]['due_in_seconds'])}")
+    lines.append("waiting  " + waiting)
+    unserved = report.get("unserved_tasks", [])
+    for task in unserved:
+        queued = report["tasks"][task]["queued"]
+        lines.append(f"WARNING  task {task}: {queued} queued, but no live worker has this "
+                     "task (a typo? a worker without it in --tasks?)")
     for title in ("tasks", "queues"):
         rows = report[title]
         if rows:
             width = max(len(name) for name in rows)
             lines.extend(["", f"{title} (queued / running)"])
-            lines.extend(f"  {name:<{width}}  {counts['queued']:>8} / {counts['running']}"
-                         for name, counts in rows.items())
+            lines.extend(
+                f"  {name:<{width}}  {counts['queued']:>8} / {counts['running']}"
+                + ("  NO LIVE WORKER" if title == "tasks" and name in unserved else "")
+                for name, counts in rows.items())
+    _list(lines, "running", report.get("running", []), jobs[JobState.RUNNING.value],
+          lambda r: f"for {_age(r['running_seconds'] or 0)}  on worker #{r['worker']}"
+                    f"  attempt {r['attempt']}")
+    _list(lines, "scheduled for later", scheduled, report.get("scheduled_total", 0),
+          lambda r: f"due in {_age(r['due_in_seconds'])}  ({r['run_at']})")
+    failed = report.get("failed_last_hour", [])
+    _list(lines, "failed in the last hour", failed,
+          sum(report.get("failed_last_hour_by_task", {}).values()),
+          lambda r: f"{r['state']} {_age(r['seconds_ago'])} ago  {r['error'][:80]}")
     lines.append("")
     if not report["workers"]:
         lines.append("workers  none alive")
@@ -114,4 +220,18 @@ def render(report: dict[str, Any]) -> str:
                 f"running  {w['tasks']} tasks  heartbeat {_age(w['heartbeat_age'])} ago "
                 f"(lease {w['lease']:g} s){stale}"
             )
+            names = w.get("task_names", [])
+            if names:
+                lines.append("    tasks: " + ", ".join(names))
     return "\n".join(lines)
+
+
+def _list(lines: list[str], title: str, rows: list[dict[str, Any]], total: int,
+          describe: Callable[[dict[str, Any]], str]) -> None:
+    if not rows:
+        return
+    more = f", showing {len(rows)}" if total > len(rows) else ""
+    lines.extend(["", f"{title} ({total}{more})"])
+    for r in rows:
+        queue = f" [{r['queue']}]" if r["queue"] else ""
+        lines.append(f"  #{r['id']} {r['task']}{queue}  {describe(r)}")

@@ -33,3 +33,8 @@ class UnknownJobError(PgccError, LookupError):
 
 class JobFilterError(PgccError, ValueError):
     """A job list or action was given a wrong filter (an unknown state, a bad limit)."""
+
+
+class DatabaseUnavailable(PgccError):
+    """The database cannot be used: unreachable, login refused, no database
+    configured, or a schema without pgcc's tables (run `pgcc migrate`)."""

@@ -77,20 +77,30 @@ RETURNING version, updated_at;
 SELECT state, count(*) AS jobs FROM {schema}.jobs GROUP BY state ORDER BY state;
 
 -- name: status_by_task
-SELECT task, state, count(*) AS jobs FROM {schema}.jobs
-WHERE state IN ('queued', 'running')
+-- Three parts, each read through its partial index, not the whole table.
+SELECT task, state, count(*) AS jobs
+FROM (SELECT task, state FROM {schema}.jobs WHERE state = 'queued' AND queue IS NULL
+      UNION ALL
+      SELECT task, state FROM {schema}.jobs WHERE state = 'queued' AND queue IS NOT NULL
+      UNION ALL
+      SELECT task, state FROM {schema}.jobs WHERE state = 'running') AS live
 GROUP BY task, state ORDER BY task, state;
 
 -- name: status_by_queue
 SELECT queue, count(*) FILTER (WHERE state = 'queued') AS queued,
        count(*) FILTER (WHERE state = 'running') AS running
-FROM {schema}.jobs
-WHERE queue IS NOT NULL AND state IN ('queued', 'running')
+FROM (SELECT queue, state FROM {schema}.jobs WHERE state = 'queued' AND queue IS NOT NULL
+      UNION ALL
+      SELECT queue, state FROM {schema}.jobs WHERE state = 'running' AND queue IS NOT NULL
+     ) AS live
 GROUP BY queue ORDER BY queue;
 
 -- name: status_oldest_waiting
-SELECT extract(epoch FROM now() - min(run_at))::float8 AS waited
-FROM {schema}.jobs WHERE state = 'queued' AND run_at <= now();
+SELECT extract(epoch FROM now() - least(
+    (SELECT min(run_at) FROM {schema}.jobs
+     WHERE state = 'queued' AND queue IS NULL AND run_at <= now()),
+    (SELECT min(run_at) FROM {schema}.jobs
+     WHERE state = 'queued' AND queue IS NOT NULL AND run_at <= now())))::float8 AS waited;
 
 -- name: status_workers
 SELECT id, hostname, pid, concurrency, array_length(tasks, 1) AS task_count,
@@ -477,3 +487,49 @@ DELETE FROM {schema}.jobs WHERE id IN (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id;
+
+-- ---- pgcc status: what runs, what waits, what failed (issue 15) --------------
+-- Each reads through a partial index of the jobs it asks about (running,
+-- queued, finished), never the whole table.
+
+-- name: status_running
+SELECT id, task, queue, worker_id, attempts,
+       extract(epoch FROM now() - started_at)::float8 AS running_for
+FROM {schema}.jobs WHERE state = 'running'
+ORDER BY started_at NULLS LAST, id LIMIT %(limit)s;
+
+-- name: status_scheduled
+SELECT id, task, queue, run_at, extract(epoch FROM run_at - now())::float8 AS due_in
+FROM ((SELECT id, task, queue, run_at FROM {schema}.jobs
+       WHERE state = 'queued' AND queue IS NULL AND run_at > now()
+       ORDER BY run_at, id LIMIT %(limit)s)
+      UNION ALL
+      (SELECT id, task, queue, run_at FROM {schema}.jobs
+       WHERE state = 'queued' AND queue IS NOT NULL AND run_at > now()
+       ORDER BY run_at, id LIMIT %(limit)s)) AS later
+ORDER BY run_at, id LIMIT %(limit)s;
+
+-- name: status_scheduled_count
+SELECT (SELECT count(*) FROM {schema}.jobs
+        WHERE state = 'queued' AND queue IS NULL AND run_at > now())
+     + (SELECT count(*) FROM {schema}.jobs
+        WHERE state = 'queued' AND queue IS NOT NULL AND run_at > now()) AS jobs;
+
+-- name: status_failed_recent
+SELECT id, task, queue, state, extract(epoch FROM now() - finished_at)::float8 AS ago,
+       split_part(coalesce(error, ''), E'\n', 1) AS error
+FROM {schema}.jobs
+WHERE state IN ('failed', 'dead') AND finished_at > now() - interval '1 hour'
+ORDER BY finished_at DESC, id DESC LIMIT %(limit)s;
+
+-- name: status_failed_recent_by_task
+SELECT task, count(*) AS jobs FROM {schema}.jobs
+WHERE state IN ('failed', 'dead') AND finished_at > now() - interval '1 hour'
+GROUP BY task ORDER BY task;
+
+-- name: status_worker_tasks
+SELECT id, tasks, heartbeat_at > now() - lease AS live FROM {schema}.workers ORDER BY id;
+
+-- name: status_task_served
+SELECT EXISTS (SELECT 1 FROM {schema}.workers
+               WHERE heartbeat_at > now() - lease AND %(task)s = ANY (tasks)) AS served;

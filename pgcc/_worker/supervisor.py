@@ -42,6 +42,8 @@ TICK = 0.5
 # Seconds the exchange gets, once every job is over, to write what is pending.
 MIN_CLOSE_TIME = 10.0
 EXIT_STALLED = 70
+# A stop cut short by a second signal (running jobs put back): like Ctrl-C.
+EXIT_INTERRUPTED = 130
 
 
 class Worker:
@@ -262,9 +264,12 @@ class Worker:
         if self._close_deadline is None:
             self._close_deadline = now + max(MIN_CLOSE_TIME, self.config.lease)
             self._exchange.inbox.put(Close(self._close_deadline))
+        # Only a stop that let the running jobs finish is clean (exit 0); a
+        # second signal cut them short: 130, like any interrupted command.
+        code = 0 if self._stops < 2 else EXIT_INTERRUPTED
         if self._closed:
-            return 0
+            return code
         if self._stops >= 3 or now > self._close_deadline + 2:
             log.error("the database did not take this worker's last outcomes; exiting")
-            return 0
+            return code or 1
         return None

@@ -26,10 +26,10 @@ class Folder:
                     if k not in ("PGCC_DSN", "PGCC_SCHEMA", "PGCC_TEST_DSN")}
         self.env["PGCC_HOME"] = str(home)
 
-    def pgcc(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def pgcc(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([PGCC, *args], cwd=self.path, env=self.env,
                                 capture_output=True, text=True, timeout=120, check=False)
-        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        assert result.returncode == code, (args, result.stdout, result.stderr)
         return result
 
     def queued(self) -> int:
@@ -61,8 +61,12 @@ def folder() -> Iterator[Folder]:
 
 
 def test_embedded_server_from_scratch(folder: Folder) -> None:
-    out = folder.pgcc("schedule", "othertask", '{"myvalue": 42}').stdout
+    first = folder.pgcc("schedule", "othertask", '{"myvalue": 42}')
+    out = first.stdout
     assert out.strip().isdigit() and out == out.strip() + "\n"
+    # The fallback is announced, once, naming the folder.
+    announced = [line for line in first.stderr.splitlines() if "embedded" in line]
+    assert len(announced) == 1 and str(folder.home) in announced[0], first.stderr
     assert (folder.home / "data" / "PG_VERSION").exists()
 
     # A second command finds the same server and the same job.
@@ -74,13 +78,16 @@ def test_embedded_server_from_scratch(folder: Folder) -> None:
     assert "running" in running and "not running" not in running
 
     assert "stopped" in folder.pgcc("embedded", "stop").stdout
-    assert "not running" in folder.pgcc("embedded", "status").stdout
+    assert "not running" in folder.pgcc("embedded", "status", code=1).stdout
     assert not embedded.status(folder.home).running
 
     # The next command starts it again; the job is still there.
     assert folder.queued() == 1
 
-    # Any other schema is created on first use too, and is separate.
+    # Any other schema is an error naming it, until `pgcc migrate` creates it.
+    refused = folder.pgcc("schedule", "othertask", "--schema", "other_env", code=3)
+    assert "other_env" in refused.stderr and "pgcc migrate" in refused.stderr
+    folder.pgcc("migrate", "--schema", "other_env")
     folder.pgcc("schedule", "othertask", "--schema", "other_env")
     other = json.loads(folder.pgcc("status", "--json", "--schema", "other_env").stdout)
     assert other["jobs"]["queued"] == 1  # not 2: the default schema's job is not in it

@@ -135,5 +135,5 @@ def test_a_worker_told_not_to_migrate_refuses_an_older_schema(
         pg_dsn: str, old_schema: str, tmp_path: Path) -> None:
     tasks = copy_tasks(tmp_path / "tasks", MISC_TASKS, "t")
     worker = WorkerFactory(pg_dsn, old_schema, tmp_path)(tasks, "--no-migrate")
-    assert worker.process.wait(60) == 2
+    assert worker.process.wait(60) == 3  # the database cannot be used: not migrated
     assert "older than this pgcc" in worker.log() and "pgcc migrate" in worker.log()
