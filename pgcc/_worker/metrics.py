@@ -81,6 +81,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(http.server.HTTPServer):
     registry: CollectorRegistry
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A scraper that hung up mid-answer: no traceback on stderr.
+        log.debug("metrics: a request from %s failed", client_address, exc_info=True)
+
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
