@@ -90,8 +90,9 @@ class Exchange:
     def __init__(self, config: WorkerConfig, status: LeaseStatus, supervisor: Mailbox,
                  stats: Stats | None = None) -> None:
         self._config = config
-        # Counts for the metrics: claim round trips (the pool counts the jobs).
-        self._stats = stats if stats is not None else Stats()
+        # Counts for the metrics: claim round trips (the pool counts the jobs);
+        # None without --metrics.
+        self._stats = stats
         self._queries = for_schema(config.schema)
         self._status = status
         self._supervisor = supervisor
@@ -473,7 +474,8 @@ class Exchange:
                 taken = rows.pop(0)
                 self._take_in = bool(taken and taken[0][0])
             claimed = cast(list[ClaimedRow], rows[0])
-            self._stats.claim(time.monotonic() - sent, len(claimed))
+            if self._stats is not None:
+                self._stats.claim(time.monotonic() - sent, len(claimed))
             self._claimed(claimed, limit, free_after, now)
             if asking_due:
                 self._due_known = True

@@ -104,7 +104,8 @@ class MetricsServer:
                 f"--metrics {port}: cannot listen on {host}:{port} ({reason})") from None
         self._server.timeout = STEP_WAIT
         self._server.registry = CollectorRegistry(auto_describe=False)
-        self.address = f"{host}:{self._server.server_address[1]}"
+        port = self._server.server_address[1]
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def serve(self, config: WorkerConfig, stats: Stats,
               running: Callable[[], dict[str, int]]) -> None:

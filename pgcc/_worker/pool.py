@@ -184,8 +184,9 @@ class Pool:
     def __init__(self, context: ForkServerContext, config: runner.ChildConfig, size: int,
                  timeouts: dict[str, float], prefetch: int,
                  stats: counted.Stats | None = None) -> None:
-        # Counts for the metrics, kept by the exchange's thread (see stats).
-        self.stats = stats if stats is not None else counted.Stats()
+        # Counts for the metrics (see stats), kept by the exchange's thread;
+        # None without --metrics, so that a worker without them counts nothing.
+        self.stats = stats
         self._context = context
         self._config = config
         self._size = size
@@ -253,14 +254,17 @@ class Pool:
         ran = answer.ran
         typical = self._typical_run
         self._typical_run = ran if typical is None else 0.9 * typical + 0.1 * ran
+        stats = self.stats
         if answer.state is JobState.DONE:
-            self.stats.job_finished(job.task, counted.DONE, ran)
+            if stats is not None:
+                stats.job_finished(job.task, counted.DONE, ran)
             if self._log_info:
                 took = now - (job.started or now)
                 log.info("%s done in %.1f ms", job.describe(), took * 1000,
                          extra=job.fields(counted.DONE, took))
         else:
-            self.stats.job_finished(job.task, counted.FAILED, ran)
+            if stats is not None:
+                stats.job_finished(job.task, counted.FAILED, ran)
             took = now - (job.started or now)
             log.warning("%s failed in %.1f ms: %s", job.describe(), took * 1000,
                         (answer.error or "").split("\n", 1)[0],
@@ -278,14 +282,16 @@ class Pool:
             took = time.monotonic() - job.started if job.started is not None else 0.0
             if job.stop_reason == SHUTDOWN_REASON:
                 self.outcomes.append(PutBack(job.id, job.token, started=True))
-                self.stats.job_finished(job.task, counted.PUT_BACK, took)
+                if self.stats is not None:
+                    self.stats.job_finished(job.task, counted.PUT_BACK, took)
                 log.info("%s stopped by shutdown; put back in the queue", job.describe(),
                          extra=job.fields(counted.PUT_BACK, took))
             else:
                 self.outcomes.append(NoResponse(job.id, job.token, reason))
                 outcome = counted.TIMEOUT if reason.startswith(TIMED_OUT) \
                     else counted.NO_RESPONSE
-                self.stats.job_finished(job.task, outcome, took)
+                if self.stats is not None:
+                    self.stats.job_finished(job.task, outcome, took)
                 log.warning("%s gave no response: %s", job.describe(), reason,
                             extra=job.fields(outcome, took))
             child.jobs.popleft()

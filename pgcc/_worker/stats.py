@@ -1,7 +1,9 @@
 """What a worker counts for its metrics: plain numbers, cheap to keep.
 
-The exchange's thread (through the pool) is the only writer: it adds to
-ints and dicts, with no lock of their own and no import of prometheus_client.
+Kept only with `pgcc worker --metrics`: without it the pool and the exchange
+hold None and count nothing. The exchange's thread (through the pool) is the
+only writer: it adds to ints and dicts, with no lock of their own and no
+import of prometheus_client.
 `pgcc worker --metrics` reads them at scrape time (pgcc._worker.metrics),
 copying each dict first (a copy is one step for the interpreter, so it sees
 no half-made change). A scrape may see a histogram's count one job ahead of

@@ -58,7 +58,8 @@ class Worker:
         self._mailbox = Mailbox()
         self._context = forkserver.context()
         self._status = LeaseStatus(self._context.RawValue("d", time.monotonic()))
-        self._stats = Stats()
+        # Counted only for the metrics: without them, the jobs' path counts nothing.
+        self._stats = Stats() if metrics is not None else None
         self._exchange = Exchange(config, self._status, self._mailbox, self._stats)
         self._keeper = LeaseKeeper(config, self._status, self._mailbox, self._exchange.inbox)
         self._maintenance = Maintenance(config) if config.reaper else None
@@ -68,7 +69,7 @@ class Worker:
             self._parts.append(Part("maintenance", self._maintenance.step,
                                     self._maintenance.close))
         self._metrics: Part | None = None
-        if metrics is not None:
+        if metrics is not None and self._stats is not None:
             metrics.serve(config, self._stats, self._running)
             self._metrics = Part("metrics", metrics.step, metrics.close)
             self._parts.append(self._metrics)
