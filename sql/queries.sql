@@ -533,3 +533,17 @@ SELECT id, tasks, heartbeat_at > now() - lease AS live FROM {schema}.workers ORD
 -- name: status_task_served
 SELECT EXISTS (SELECT 1 FROM {schema}.workers
                WHERE heartbeat_at > now() - lease AND %(task)s = ANY (tasks)) AS served;
+
+-- ---- metrics (pgcc worker --metrics; pgcc/_worker/metrics.py) ----------------
+
+-- name: metrics_queues
+-- Queued jobs by task: due now, not due yet, and how long the oldest due one
+-- has waited. Every queued job is in one of the two partial claim indexes.
+SELECT task,
+       count(*) FILTER (WHERE run_at <= now()) AS due,
+       count(*) FILTER (WHERE run_at > now()) AS later,
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8 AS oldest
+FROM {schema}.jobs
+WHERE state = 'queued'
+GROUP BY task
+ORDER BY task;

@@ -40,6 +40,7 @@ from pgcc._worker.messages import JobOrder, NoResponse, Outcome, PutBack, Respon
 from pgcc._worker.outcomes import OutcomeWriter
 from pgcc._worker.parts import LeaseStatus, Mailbox
 from pgcc._worker.pool import Child, Pool
+from pgcc._worker.stats import Stats
 
 log = logging.getLogger("pgcc.worker")
 
@@ -86,8 +87,12 @@ class Closed(NamedTuple):
 
 
 class Exchange:
-    def __init__(self, config: WorkerConfig, status: LeaseStatus, supervisor: Mailbox) -> None:
+    def __init__(self, config: WorkerConfig, status: LeaseStatus, supervisor: Mailbox,
+                 stats: Stats | None = None) -> None:
         self._config = config
+        # Counts for the metrics: claim round trips (the pool counts the jobs);
+        # None without --metrics.
+        self._stats = stats
         self._queries = for_schema(config.schema)
         self._status = status
         self._supervisor = supervisor
@@ -457,6 +462,7 @@ class Exchange:
             groups.append(claim)
         if not groups:
             return
+        sent = time.monotonic()
         try:
             results = self.link.transactions(groups)
         except StatementFailed as failure:
@@ -475,7 +481,10 @@ class Exchange:
                 # Until a call finds nothing touched: there may be more than a batch.
                 taken = rows.pop(0)
                 self._take_in = bool(taken and taken[0][0])
-            self._claimed(cast(list[ClaimedRow], rows[0]), limit, free_after, now)
+            claimed = cast(list[ClaimedRow], rows[0])
+            if self._stats is not None:
+                self._stats.claim(time.monotonic() - sent, len(claimed))
+            self._claimed(claimed, limit, free_after, now)
             if asking_due:
                 self._due_known = True
                 if not self._want_claim:

@@ -35,6 +35,7 @@ from typing import TypeVar
 
 from pgcc import _runner as runner
 from pgcc._worker import framing
+from pgcc._worker import stats as counted
 from pgcc._worker.config import PREFETCH_BUDGET
 from pgcc._worker.messages import (
     SHUTDOWN,
@@ -55,6 +56,7 @@ _T = TypeVar("_T")
 # supervisor from its other duties.
 READ_BUDGET = 4 << 20
 SHUTDOWN_REASON = "shutdown"
+TIMED_OUT = "timed out"
 
 
 @dataclass(slots=True)
@@ -82,6 +84,19 @@ class RunningJob:
     def describe(self) -> str:
         queue = f", queue {self.queue}" if self.queue else ""
         return f"job {self.id} ({self.task}{queue}, attempt {self.attempt})"
+
+    def fields(self, outcome: str | None = None, seconds: float | None = None
+               ) -> dict[str, object]:
+        """The job's fields for a log record (`--log-format json` shows them)."""
+        fields: dict[str, object] = {"job_id": self.id, "task": self.task,
+                                     "attempt": self.attempt}
+        if self.queue is not None:
+            fields["queue"] = self.queue
+        if outcome is not None:
+            fields["outcome"] = outcome
+        if seconds is not None:
+            fields["duration"] = round(seconds, 6)
+        return {"pgcc_job": fields}
 
 
 class Child:
@@ -167,7 +182,11 @@ class Pool:
     """The children and the jobs they hold."""
 
     def __init__(self, context: ForkServerContext, config: runner.ChildConfig, size: int,
-                 timeouts: dict[str, float], prefetch: int) -> None:
+                 timeouts: dict[str, float], prefetch: int,
+                 stats: counted.Stats | None = None) -> None:
+        # Counts for the metrics (see stats), kept by the exchange's thread;
+        # None without --metrics, so that a worker without them counts nothing.
+        self.stats = stats
         self._context = context
         self._config = config
         self._size = size
@@ -235,14 +254,21 @@ class Pool:
         ran = answer.ran
         typical = self._typical_run
         self._typical_run = ran if typical is None else 0.9 * typical + 0.1 * ran
+        stats = self.stats
         if answer.state is JobState.DONE:
+            if stats is not None:
+                stats.job_finished(job.task, counted.DONE, ran)
             if self._log_info:
-                log.info("%s done in %.1f ms", job.describe(),
-                         (now - (job.started or now)) * 1000)
+                took = now - (job.started or now)
+                log.info("%s done in %.1f ms", job.describe(), took * 1000,
+                         extra=job.fields(counted.DONE, took))
         else:
-            log.warning("%s failed in %.1f ms: %s", job.describe(),
-                        (now - (job.started or now)) * 1000,
-                        (answer.error or "").split("\n", 1)[0])
+            if stats is not None:
+                stats.job_finished(job.task, counted.FAILED, ran)
+            took = now - (job.started or now)
+            log.warning("%s failed in %.1f ms: %s", job.describe(), took * 1000,
+                        (answer.error or "").split("\n", 1)[0],
+                        extra=job.fields(counted.FAILED, took))
 
     @_locked
     def exited(self, child: Child) -> Child | None:
@@ -253,12 +279,21 @@ class Pool:
         job = child.job
         if job is not None:
             reason = job.stop_reason or exit_reason(child.process.exitcode)
+            took = time.monotonic() - job.started if job.started is not None else 0.0
             if job.stop_reason == SHUTDOWN_REASON:
                 self.outcomes.append(PutBack(job.id, job.token, started=True))
-                log.info("%s stopped by shutdown; put back in the queue", job.describe())
+                if self.stats is not None:
+                    self.stats.job_finished(job.task, counted.PUT_BACK, took)
+                log.info("%s stopped by shutdown; put back in the queue", job.describe(),
+                         extra=job.fields(counted.PUT_BACK, took))
             else:
                 self.outcomes.append(NoResponse(job.id, job.token, reason))
-                log.warning("%s gave no response: %s", job.describe(), reason)
+                outcome = counted.TIMEOUT if reason.startswith(TIMED_OUT) \
+                    else counted.NO_RESPONSE
+                if self.stats is not None:
+                    self.stats.job_finished(job.task, outcome, took)
+                log.warning("%s gave no response: %s", job.describe(), reason,
+                            extra=job.fields(outcome, took))
             child.jobs.popleft()
         # Jobs that waited in its line never started: back, keeping their place.
         self.outcomes.extend(PutBack(w.id, w.token, started=False) for w in child.jobs)
@@ -365,9 +400,10 @@ class Pool:
                 batch.append(order)
             if self._log_info:
                 if log_parameters:
-                    log.info("%s started with %s", job.describe(), order.parameters)
+                    log.info("%s started with %s", job.describe(), order.parameters,
+                             extra=job.fields())
                 else:
-                    log.info("%s started", job.describe())
+                    log.info("%s started", job.describe(), extra=job.fields())
         for child, batch in batches.items():
             child.outbox += framing.encode(batch)
             child.write()
@@ -386,7 +422,17 @@ class Pool:
             job = child.job
             if job is not None and job.stop_reason is None and job.deadline is not None \
                     and now >= job.deadline:
-                self._stop(child, f"timed out after {job.timeout:g} s")
+                self._stop(child, f"{TIMED_OUT} after {job.timeout:g} s")
+
+    @_locked
+    def running_by_task(self) -> dict[str, int]:
+        """Jobs running now (started in a child), by task: for the metrics."""
+        running: dict[str, int] = {}
+        for child in self.children:
+            job = child.job
+            if job is not None and job.started is not None:
+                running[job.task] = running.get(job.task, 0) + 1
+        return running
 
     @_locked
     def busy(self) -> bool:

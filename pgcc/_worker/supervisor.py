@@ -10,7 +10,10 @@ thread of their own:
   answers, writes outcomes, claims and hands jobs out, listens;
 - the lease keeper (pgcc._worker.lease): renews the lease;
 - the maintenance services (pgcc._worker.maintenance): reap and prune when
-  this worker leads.
+  this worker leads;
+- with --metrics, the metrics server (pgcc._worker.metrics): answers scrapes;
+  it is restarted like the others but never judged stuck (a slow scrape is
+  no reason to stop a worker).
 
 The supervisor watches each part's progress (its pulse), not only that its
 thread lives: a part whose thread ended is started again, and a part stuck
@@ -24,6 +27,7 @@ import logging
 import selectors
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from pgcc import _forkserver as forkserver
 from pgcc import _runner as runner
@@ -33,6 +37,10 @@ from pgcc._worker.lease import Held, LeaseKeeper
 from pgcc._worker.maintenance import Maintenance
 from pgcc._worker.parts import LeaseStatus, Mailbox, Part
 from pgcc._worker.pool import Pool
+from pgcc._worker.stats import Stats
+
+if TYPE_CHECKING:  # imported by `pgcc worker` only with --metrics
+    from pgcc._worker.metrics import MetricsServer
 
 log = logging.getLogger("pgcc.worker")
 
@@ -47,12 +55,14 @@ EXIT_INTERRUPTED = 130
 
 
 class Worker:
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(self, config: WorkerConfig, metrics: MetricsServer | None = None) -> None:
         self.config = config
         self._mailbox = Mailbox()
         self._context = forkserver.context()
         self._status = LeaseStatus(self._context.RawValue("d", time.monotonic()))
-        self._exchange = Exchange(config, self._status, self._mailbox)
+        # Counted only for the metrics: without them, the jobs' path counts nothing.
+        self._stats = Stats() if metrics is not None else None
+        self._exchange = Exchange(config, self._status, self._mailbox, self._stats)
         self._keeper = LeaseKeeper(config, self._status, self._mailbox, self._exchange.inbox)
         self._maintenance = Maintenance(config) if config.reaper else None
         self._parts = [Part("exchange", self._exchange.step)]
@@ -63,6 +73,11 @@ class Worker:
         if self._maintenance is not None:
             self._parts.append(Part("maintenance", self._maintenance.step,
                                     self._maintenance.close))
+        self._metrics: Part | None = None
+        if metrics is not None and self._stats is not None:
+            metrics.serve(config, self._stats, self._running)
+            self._metrics = Part("metrics", metrics.step, metrics.close)
+            self._parts.append(self._metrics)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._mailbox, selectors.EVENT_READ, "mailbox")
         self._pool: Pool | None = None
@@ -90,13 +105,16 @@ class Worker:
         # Already running when started by `pgcc worker`; else it boots now.
         forkserver.start()
         self._start(self._parts[0])
+        if self._metrics is not None:
+            self._start(self._metrics)
         try:
             registered = self._wait_for_registration()
             if registered is None:
                 return 0
             self._start_pool(registered)
             for part in self._parts[1:]:
-                self._start(part)
+                if not part.alive:
+                    self._start(part)
             return self._loop()
         finally:
             # The exchange first: then no thread but this one uses the pool.
@@ -146,9 +164,14 @@ class Worker:
             lease_clock=self._status.clock, fence_after=CHILD_FENCE_AT * config.lease)
         timeouts = {name: info.timeout or config.timeout for name, info in config.tasks.items()}
         self._pool = Pool(self._context, child_config, config.concurrency, timeouts,
-                          config.prefetch)
+                          config.prefetch, self._stats)
         self._pool.start()
         self._exchange.inbox.put(Adopt(self._pool))
+
+    def _running(self) -> dict[str, int]:
+        """Jobs running now by task (for the metrics, from the server's thread)."""
+        pool = self._pool
+        return {} if pool is None else pool.running_by_task()
 
     # ---- the loop ----------------------------------------------------------------
 
@@ -242,7 +265,7 @@ class Worker:
                     return EXIT_STALLED
                 log.error("%s: its thread ended; starting it again", part.name)
                 self._start(part)
-            elif judging and part.pulse.age() > limit:
+            elif judging and part is not self._metrics and part.pulse.age() > limit:
                 log.critical("%s: no progress for %.1f s (more than the lease); exiting so "
                              "that a fresh worker takes over", part.name, part.pulse.age())
                 if self._pool is not None:

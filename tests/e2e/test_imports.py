@@ -127,7 +127,7 @@ def test_worker_loads_no_bench_and_leaves_the_client_to_its_children(
     assert row[0] == ["pgcc._client", "psycopg_pool"]
     modules = _loaded(out)
     assert "pgcc._worker.supervisor" in modules
-    assert _among(modules, (*BENCH, "pgcc._client", "psycopg_pool")) == []
+    assert _among(modules, (*BENCH, "pgcc._client", "psycopg_pool", "prometheus_client")) == []
 
 
 def test_the_clis_copies_agree_with_their_originals() -> None:
