@@ -103,7 +103,9 @@ def check_state(state: str | JobState | None, allowed: Iterable[str] | None = No
     choices = sorted(allowed) if allowed is not None else [s.value for s in JobState]
     text = state.value if isinstance(state, JobState) else state
     if not isinstance(text, str) or text not in choices:
-        raise JobFilterError(f"unknown job state {state!r}; choose one of {', '.join(choices)}")
+        known = isinstance(text, str) and text in {s.value for s in JobState}
+        what = "job state not allowed here" if known else "unknown job state"
+        raise JobFilterError(f"{what}: {state!r}; choose one of {', '.join(choices)}")
     return text
 
 

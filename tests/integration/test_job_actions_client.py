@@ -36,7 +36,7 @@ def test_list_jobs_filters_by_state_task_and_queue_newest_first(client: pgcc.Cli
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"state": "finished"}, "unknown job state 'finished'; choose one of queued, running"),
+    ({"state": "finished"}, "unknown job state: 'finished'; choose one of queued, running"),
     ({"limit": 0}, "limit must be a whole number from 1 to 100000, not 0"),
     ({"limit": "5"}, "limit must be a whole number"),
     ({"task": 5}, "task must be a string, not int"),
@@ -77,7 +77,7 @@ def test_retry_jobs_retries_one_finished_state_in_queue_order(client: pgcc.Clien
         client.cancel_job(job)
     assert client.retry_jobs("cancelled", task="t") == [first, second]
     assert client.get_job(other).state == "cancelled"  # type: ignore[union-attr]
-    with pytest.raises(JobFilterError, match="unknown job state 'queued'"):
+    with pytest.raises(JobFilterError, match="job state not allowed here: 'queued'"):
         client.retry_jobs("queued")
 
 
@@ -126,8 +126,9 @@ def test_pgcc_retry_by_ids_and_by_state(pg_dsn: str, schema_name: str,
     (("retry",), "pgcc: give job ids, or --state failed|dead"),
     (("retry", "1", "--state", "failed"), "pgcc: give job ids or --state, not both"),
     (("retry", "--task", "t"), "pgcc: --task and --queue go with --state"),
-    (("retry", "--state", "done"), "pgcc: unknown job state 'done'; choose one of dead, failed"),
-    (("jobs", "--state", "finished"), "pgcc: unknown job state 'finished'"),
+    (("retry", "--state", "done"),
+     "pgcc: job state not allowed here: 'done'; choose one of dead, failed"),
+    (("jobs", "--state", "finished"), "pgcc: unknown job state: 'finished'"),
     (("jobs", "--limit", "0"), "pgcc: limit must be a whole number from 1 to 100000, not 0"),
 ])
 def test_the_cli_refuses_bad_input_with_exit_2_and_one_line(
