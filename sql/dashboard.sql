@@ -79,3 +79,8 @@ SELECT coalesce({schema}.retry_job(%(job_id)s), false) AS changed;
 
 -- name: cancel_job
 SELECT coalesce({schema}.cancel_job(%(job_id)s), false) AS changed;
+
+-- name: steps
+-- The job's recorded steps (ctx.step), in the order they committed.
+SELECT name, value, attempt, created_at FROM {schema}.steps
+WHERE job_id = %(job_id)s ORDER BY created_at, name;

@@ -547,3 +547,10 @@ FROM {schema}.jobs
 WHERE state = 'queued'
 GROUP BY task
 ORDER BY task;
+
+-- ---- steps (ctx.step, issue 17) ----------------------------------------------
+
+-- name: get_steps
+-- A job's recorded steps, in the order they committed.
+SELECT name, value, attempt, created_at FROM {schema}.steps
+WHERE job_id = %(job_id)s ORDER BY created_at, name;
