@@ -717,8 +717,7 @@ BEGIN
             WHEN job.state = 'cancelled' OR job.cancel_requested_at IS NOT NULL
                 THEN 'was cancelled'
             WHEN job.state = 'running' THEN 'was handed to a newer attempt'
-            ELSE format('is %s now (its worker was taken for gone, or it was stopped)',
-                        job.state)
+            ELSE format('is %s now', job.state)
         END
         USING ERRCODE = 'PC001';
 END;
