@@ -6,6 +6,7 @@ job's steps move to its history, and the roles get what they need."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -261,3 +262,73 @@ def test_a_worker_role_uses_steps_and_others_may_not(
     assert call(read_dsn, schema_name, "SELECT count(*) FROM {}.steps") == 1
     with pytest.raises(errors.InsufficientPrivilege):
         call(read_dsn, schema_name, "SELECT {}.record_step(1, 1, 'a', '1')")
+
+
+# --- the child's side on a real connection (pgcc/_steps.py), without a worker -----------------
+
+def test_the_child_side_runs_records_replays_and_rolls_back(
+        db: psycopg.Connection[Any], pg_dsn: str, schema_name: str,
+        running: Callable[[], int]) -> None:
+    from pgcc import _steps
+
+    job_id = running()
+    db.execute(q(schema_name, "CREATE TABLE {s}.effects (n integer)"))
+    insert = q(schema_name, "INSERT INTO {s}.effects VALUES (1)")
+    calls: list[str] = []
+
+    def effect(conn: psycopg.Connection[Any]) -> dict[str, int]:
+        calls.append("ran")
+        conn.execute(insert)
+        return {"n": 1}
+
+    def count() -> int:
+        return int(call(pg_dsn, schema_name, "SELECT count(*) FROM {}.effects"))
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        first = _steps.JobSteps(schema_name, job_id, TOKEN, None)
+        assert _steps.run(first, lambda: conn, "charge", effect) == {"n": 1}
+        # A later attempt gets the recorded value; fn does not run again.
+        again = _steps.JobSteps(schema_name, job_id, TOKEN, None)
+        assert _steps.run(again, lambda: conn, "charge", effect) == {"n": 1}
+        assert calls == ["ran"] and count() == 1
+
+        def fails(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(insert)
+            raise RuntimeError("card declined")
+
+        with pytest.raises(RuntimeError, match="card declined"):
+            _steps.run(first, lambda: conn, "declined", fails)
+
+        def commits(conn: psycopg.Connection[Any]) -> None:
+            conn.execute("COMMIT")
+
+        with pytest.raises(pgcc.StepError, match="fn ended the step's transaction itself"):
+            _steps.run(first, lambda: conn, "commits", commits)
+
+        def swallows(conn: psycopg.Connection[Any]) -> int:
+            conn.execute(insert)
+            with contextlib.suppress(psycopg.errors.DivisionByZero):
+                conn.execute("SELECT 1/0")
+            return 1
+
+        with pytest.raises(pgcc.StepError, match="a statement failed inside fn and fn went on"):
+            _steps.run(first, lambda: conn, "swallows", swallows)
+
+        def savepoint(conn: psycopg.Connection[Any]) -> int:
+            conn.execute(insert)
+            with pytest.raises(psycopg.errors.DivisionByZero), conn.transaction():
+                conn.execute("SELECT 1/0")
+            return 2
+
+        # conn.transaction() in fn is a savepoint inside the step's transaction.
+        assert _steps.run(first, lambda: conn, "savepoint", savepoint) == 2
+        assert count() == 2
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert [row[0] for row in steps(db, schema_name, job_id)] == ["charge", "savepoint"]
+
+        set_job(db, schema_name, job_id, "token = token + 1")
+        with pytest.raises(pgcc.JobLost, match=f"job {job_id} was handed to a newer attempt"):
+            _steps.run(first, lambda: conn, "late", effect)
+        # Stopped at the step's start: fn did not even run.
+        assert first.lost is not None and count() == 2 and calls == ["ran"]
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
