@@ -29,7 +29,7 @@ from pgcc.errors import ConfigurationError, DatabaseUnavailable, PgccError
 # pgcc._worker.config.DEFAULT_PREFETCH:
 DEFAULT_PREFETCH = 32
 # pgcc._bench.WORKLOADS:
-BENCH_WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8")
+BENCH_WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8", "W9")
 
 # -h as well as --help, on every command.
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
