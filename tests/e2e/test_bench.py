@@ -60,8 +60,8 @@ def test_the_bench_ships_its_tasks_and_sql_in_its_package() -> None:
 
     home = resources.files("pgcc._bench")
     runner = bench.Bench("postgresql://unused", reps=1, sizes=bench.Sizes(), progress=print)
-    assert sorted(p.name for p in runner.tasks_dir.glob("*.py")) == ["noop.py",
-                                                                      "serial_probe.py"]
+    assert sorted(p.name for p in runner.tasks_dir.glob("*.py")) == [
+        "noop.py", "serial_probe.py", "write_plain.py", "write_step.py"]
     for script in ("claim_cycle", "ref_setup", "schedule_task", "single_insert"):
         assert (home / "sql" / f"{script}.sql").is_file(), script
     assert 'FROM "s".jobs' in bench._q("s", "serial_runs")
