@@ -145,6 +145,16 @@ class _Environment:
                                   self.config.max_result_bytes)
         return self.steps
 
+    # Inside a step's fn, ctx.schedule_task joins the step's transaction: the
+    # job it schedules commits with the step, so exactly once.
+    def in_step(self) -> psycopg.Connection[Any] | None:
+        running = self.steps is not None and self.steps.running is not None
+        return self.step_connection if running else None
+
+    def in_async_step(self) -> psycopg.AsyncConnection[Any] | None:
+        running = self.steps is not None and self.steps.running is not None
+        return self.async_step_connection if running else None
+
     def sync_step_connection(self) -> psycopg.Connection[Any]:
         conn = self.step_connection
         if conn is None or conn.closed or conn.broken:
@@ -194,7 +204,8 @@ class JobContext(_JobFields):
                       at: Any = None, after: Delay | None = None,
                       queue: str | None = None) -> int:
         return self._env.sync_client().schedule_task(task, parameters, at=at, after=after,
-                                                     queue=queue)
+                                                     queue=queue,
+                                                     connection=self._env.in_step())
 
     @property
     def taskstate(self) -> TaskStates:
@@ -216,8 +227,9 @@ class AsyncJobContext(_JobFields):
     async def schedule_task(self, task: str, parameters: dict[str, Any] | None = None, *,
                             at: Any = None, after: Delay | None = None,
                             queue: str | None = None) -> int:
-        return await self._env.aio_client().schedule_task(task, parameters, at=at,
-                                                          after=after, queue=queue)
+        return await self._env.aio_client().schedule_task(
+            task, parameters, at=at, after=after, queue=queue,
+            connection=self._env.in_async_step())
 
     @property
     def taskstate(self) -> AsyncTaskStates:

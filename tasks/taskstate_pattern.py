@@ -6,6 +6,13 @@ Its state (`state_id`) goes pending -> started -> complete; an error costs one o
 
 The body here "charges" an order: it writes a task state `<state_id>.effect`, standing in
 for a call to another system that can later be asked whether the charge went through.
+
+When to use it: the state is keyed by what is done (an order), not by a job, so it holds
+across jobs - two jobs for one order, a retry scheduled as a new job - and it can guard
+an effect outside this database. For an effect in this database done by one job, a step
+(ctx.step, see charge_once.py and docs/steps.md) is simpler and exact: the effect and
+its record commit in one transaction, where this pattern has a window between the body
+and its `complete` (here closed by asking the other system, body_done).
 """
 
 from __future__ import annotations
