@@ -48,7 +48,8 @@ def _effects(db: psycopg.Connection[Any], schema_name: str, start_worker: Worker
 
 @pytest.fixture
 def tasks_dir(tmp_path: Path) -> Path:
-    return copy_tasks(tmp_path / "tasks", STEPS_TASKS, "stepper_sync", "stepper_async")
+    return copy_tasks(tmp_path / "tasks", STEPS_TASKS, "stepper_sync", "stepper_async",
+                      "schedules_sync", "schedules_async")
 
 
 def effects(db: psycopg.Connection[Any], schema: str) -> list[tuple[str, int]]:
@@ -110,6 +111,19 @@ def test_steps_run_once_and_return_their_values(
     assert effects(db, schema_name) == [("a", 1), ("b", 1)]
     assert recorded(db, schema_name, job_id) == [("a", {"attempt": 1}, 1),
                                                  ("b", {"attempt": 1}, 1)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_job_scheduled_inside_a_step_commits_or_rolls_back_with_it(
+        kind: str, tasks_dir: Path, client: pgcc.Client, db: psycopg.Connection[Any],
+        schema_name: str, start_worker: WorkerFactory) -> None:
+    start_worker(tasks_dir, *FAST)
+    job = finished(client, client.schedule_task(f"schedules_{kind}"))
+    assert job.state == "done", job.error
+    targets = db.execute(q(schema_name, "SELECT id, parameters FROM {0}.jobs"
+                                        " WHERE task = 'target' ORDER BY id")).fetchall()
+    assert targets == [(job.result["kept"], {"n": 1}), (job.result["outside"], {"n": 3})]
+    assert [s.name for s in client.get_steps(job.id)] == ["kept"]
 
 
 # --- a child killed -------------------------------------------------------------------------
