@@ -340,8 +340,8 @@ class Client:
             return cur.execute(self._queries["get_job"], {"job_id": _check_id(job_id)}).fetchone()
 
     def get_steps(self, job_id: int) -> list[Step]:
-        """The steps the job's current run has recorded, in the order they
-        committed (none for an unknown job)."""
+        """The steps the job has recorded (ctx.step), in the order they
+        committed; a retried job keeps them. None for an unknown job."""
         with self.connection() as conn:
             cur = conn.cursor(row_factory=_step_row)
             return cur.execute(self._queries["get_steps"],

@@ -103,6 +103,5 @@ def detail(job: Job, steps: list[Step] | None = None) -> str:
                          f"attempt(s), worker {run.get('worker_id') or '-'}, started "
                          f"{run.get('started_at') or '-'}, finished "
                          f"{run.get('finished_at') or '-'}, retried {run.get('retried_at')}"
-                         + (f", {len(run['steps'])} step(s)" if run.get("steps") else "")
                          + (f": {_first_line(what)}" if what else ""))
     return "\n".join(lines)

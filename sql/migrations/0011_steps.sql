@@ -21,7 +21,8 @@ CREATE TABLE steps (
     name       text NOT NULL,
     -- The function's value as JSON (JSON null for None, never SQL NULL).
     value      jsonb NOT NULL,
-    -- The attempt (jobs.attempts) and claim (jobs.token) that recorded it.
+    -- The attempt (jobs.attempts, which a retry_job counts from 0 again) and
+    -- the claim (jobs.token) that recorded it.
     attempt    integer NOT NULL,
     token      bigint NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
@@ -107,33 +108,10 @@ BEGIN
 END;
 $$;
 
--- Retrying a finished job (retry_job) starts a new run: the steps of the
--- earlier run move to its entry in history (as 'steps'), so the new run runs
--- every step again.
-CREATE FUNCTION move_steps_to_history() RETURNS trigger
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-DECLARE
-    earlier jsonb;
-BEGIN
-    WITH gone AS (
-        DELETE FROM steps s WHERE s.job_id = OLD.id
-        RETURNING s.name, s.value, s.attempt, s.created_at
-    )
-    SELECT jsonb_agg(jsonb_build_object('name', g.name, 'value', g.value,
-                                        'attempt', g.attempt, 'at', g.created_at)
-                     ORDER BY g.created_at, g.name)
-    INTO earlier FROM gone g;
-    IF earlier IS NOT NULL AND jsonb_array_length(NEW.history) > 0 THEN
-        NEW.history := jsonb_set(NEW.history, '{-1,steps}', earlier);
-    END IF;
-    RETURN NEW;
-END;
-$$;
-
-CREATE TRIGGER jobs_retry_moves_steps BEFORE UPDATE OF state ON jobs
-    FOR EACH ROW
-    WHEN (OLD.state IN ('done', 'failed', 'dead', 'cancelled') AND NEW.state = 'queued')
-    EXECUTE FUNCTION move_steps_to_history();
+-- Steps outlive a retry (retry_job): a job retried after it failed or died
+-- midway resumes after its last recorded step instead of doing again what
+-- already committed, which is the point of a step. A job meant to run every
+-- step again is a new job.
 
 REVOKE ALL ON FUNCTION raise_job_lost(bigint), step_begin(bigint, bigint, text),
-    record_step(bigint, bigint, text, jsonb), move_steps_to_history() FROM PUBLIC;
+    record_step(bigint, bigint, text, jsonb) FROM PUBLIC;
