@@ -341,7 +341,7 @@ class Client:
 
     def get_steps(self, job_id: int) -> list[Step]:
         """The steps the job has recorded (ctx.step), in the order they
-        committed; a retried job keeps them. None for an unknown job."""
+        committed; a retried job keeps them. Empty for an unknown job."""
         with self.connection() as conn:
             cur = conn.cursor(row_factory=_step_row)
             return cur.execute(self._queries["get_steps"],
