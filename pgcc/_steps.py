@@ -116,7 +116,16 @@ def run(steps: JobSteps, connection: Callable[[], psycopg.Connection[Any]], name
     try:
         conn = connection()
         try:
-            cursor = conn.execute(steps.begin_sql(checked))
+            try:
+                cursor = conn.execute(steps.begin_sql(checked))
+            except psycopg.OperationalError:
+                if not conn.broken:
+                    raise
+                # The kept connection died while idle (a server restart, an
+                # idle_session_timeout): nothing was done yet, so once more on
+                # a new one.
+                conn = connection()
+                cursor = conn.execute(steps.begin_sql(checked))
             cursor.nextset()
             row = cursor.fetchone()
             if row is not None and row[0] is not None:  # recorded: fn does not run
@@ -149,7 +158,13 @@ async def run_async(steps: JobSteps,
     try:
         conn = await connection()
         try:
-            cursor = await conn.execute(steps.begin_sql(checked))
+            try:
+                cursor = await conn.execute(steps.begin_sql(checked))
+            except psycopg.OperationalError:
+                if not conn.broken:
+                    raise
+                conn = await connection()  # see run
+                cursor = await conn.execute(steps.begin_sql(checked))
             cursor.nextset()
             row = await cursor.fetchone()
             if row is not None and row[0] is not None:

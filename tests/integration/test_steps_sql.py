@@ -327,3 +327,26 @@ def test_the_child_side_runs_records_replays_and_rolls_back(
         # Stopped at the step's start: fn did not even run.
         assert first.lost is not None and count() == 2 and calls == ["ran"]
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_a_step_reconnects_when_its_kept_connection_died_while_idle(
+        db: psycopg.Connection[Any], pg_dsn: str, schema_name: str,
+        running: Callable[[], int]) -> None:
+    from pgcc import _steps
+
+    job_id = running()
+    opened: list[psycopg.Connection[Any]] = []
+
+    def connection() -> psycopg.Connection[Any]:  # as the child keeps its connection
+        if not opened or opened[-1].closed or opened[-1].broken:
+            opened.append(psycopg.connect(pg_dsn, autocommit=True))
+        return opened[-1]
+
+    job = _steps.JobSteps(schema_name, job_id, TOKEN, None)
+    assert _steps.run(job, connection, "a", lambda conn: 1) == 1
+    db.execute("SELECT pg_terminate_backend(%s)", [opened[0].info.backend_pid])
+    assert _steps.run(job, connection, "b", lambda conn: 2) == 2
+    assert len(opened) == 2
+    assert [row[0] for row in steps(db, schema_name, job_id)] == ["a", "b"]
+    for conn in opened:
+        conn.close()
