@@ -12,6 +12,7 @@ the child or take the job away right there.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -280,6 +281,10 @@ def test_steps_are_shown_and_pruned_with_their_job(
     shown = run_cli("job", str(job_id), "--dsn", pg_dsn, "--schema", schema_name)
     assert shown.returncode == 0, shown.stderr
     assert "steps:" in shown.stdout and 'a  attempt 1' in shown.stdout, shown.stdout
+    as_json = run_cli("job", str(job_id), "--json", "--dsn", pg_dsn, "--schema", schema_name)
+    assert as_json.returncode == 0, as_json.stderr
+    [step] = json.loads(as_json.stdout)["steps"]
+    assert (step["name"], step["value"], step["attempt"]) == ("a", {"attempt": 1}, 1)
     db.execute(q(schema_name, "UPDATE {0}.jobs SET finished_at = now() - interval"
                               " '30 days' WHERE id = %s"), [job_id])
     reaper_once(pg_dsn, schema_name)
