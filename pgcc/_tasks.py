@@ -35,6 +35,8 @@ class Task(TaskInfo):
     """A task module loaded in the process that runs it."""
 
     run: Callable[..., Any]
+    # Exceptions that ask for another attempt rather than fail the job (pgcc._retry).
+    retry_on: tuple[type[BaseException], ...] = ()
 
     def info(self) -> TaskInfo:
         return TaskInfo(self.name, self.path, self.wants_ctx, self.is_async, self.timeout,
@@ -96,7 +98,19 @@ def load(path: Path) -> Task:
         name=name, path=path, run=run, wants_ctx=len(positional) == 2,
         is_async=inspect.iscoroutinefunction(run),
         timeout=float(timeout) if timeout is not None else None, max_attempts=max_attempts,
+        retry_on=_retry_on(getattr(module, "retry_on", None), path),
     )
+
+
+def _retry_on(value: object, path: Path) -> tuple[type[BaseException], ...]:
+    """A module's `retry_on`: a tuple of exception classes (empty when unset)."""
+    if value is None:
+        return ()
+    if not isinstance(value, tuple) or not all(
+            isinstance(cls, type) and issubclass(cls, Exception) for cls in value):
+        raise TaskLoadError(f"{path}: retry_on must be a tuple of exception classes, "
+                            f"for example (TimeoutError,), not {value!r}")
+    return value
 
 
 def module_paths(folder: Path) -> list[Path]:

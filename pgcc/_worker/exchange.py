@@ -36,7 +36,7 @@ from pgcc._worker.config import (
     Backoff,
     WorkerConfig,
 )
-from pgcc._worker.messages import JobOrder, NoResponse, Outcome, PutBack, Response
+from pgcc._worker.messages import AskedRetry, JobOrder, NoResponse, Outcome, PutBack, Response
 from pgcc._worker.outcomes import OutcomeWriter
 from pgcc._worker.parts import LeaseStatus, Mailbox
 from pgcc._worker.pool import Child, Pool
@@ -272,7 +272,7 @@ class Exchange:
         ledger = self._ledger
         for outcome in outcomes:
             ledger.discard((outcome.id, outcome.token))
-            if type(outcome) is NoResponse:
+            if type(outcome) is NoResponse or type(outcome) is AskedRetry:
                 # A retry delays its job: the next wake-up time is to be asked again.
                 self._due_known = False
             elif type(outcome) is Response and outcome.queue is not None:

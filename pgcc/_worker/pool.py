@@ -11,7 +11,8 @@ frames), a child's timeout is a deadline the supervisor's wait allows for,
 and a child that misbehaves is killed. What happens to jobs comes out as
 `Outcome` records for the outcome writer:
 
-- an `Answer` becomes a `Response`;
+- an `Answer` becomes a `Response` (an `AskedRetry` when the task asked for
+  another attempt);
 - a child that dies with a job started gives a `NoResponse` (or a `PutBack`
   when the worker stopped it to shut down);
 - jobs that waited in a dead child's line never started: `PutBack`.
@@ -40,6 +41,7 @@ from pgcc._worker.config import PREFETCH_BUDGET
 from pgcc._worker.messages import (
     SHUTDOWN,
     Answer,
+    AskedRetry,
     JobOrder,
     JobState,
     NoResponse,
@@ -249,8 +251,12 @@ class Pool:
             child.jobs[0].started = now
             if child.jobs[0].revoked is not None:
                 self._stop(child, child.jobs[0].revoked)
-        self.outcomes.append(Response(answer.id, job.token, answer.state, answer.result,
-                                      answer.error, job.queue))
+        if answer.state is JobState.QUEUED:
+            self.outcomes.append(AskedRetry(answer.id, job.token, answer.error or "",
+                                            answer.retry_after))
+        else:
+            self.outcomes.append(Response(answer.id, job.token, answer.state, answer.result,
+                                          answer.error, job.queue))
         ran = answer.ran
         typical = self._typical_run
         self._typical_run = ran if typical is None else 0.9 * typical + 0.1 * ran
@@ -262,6 +268,13 @@ class Pool:
                 took = now - (job.started or now)
                 log.info("%s done in %.1f ms", job.describe(), took * 1000,
                          extra=job.fields(counted.DONE, took))
+        elif answer.state is JobState.QUEUED:
+            if stats is not None:
+                stats.job_finished(job.task, counted.RETRY, ran)
+            took = now - (job.started or now)
+            log.info("%s asked for a retry after %.1f ms: %s", job.describe(), took * 1000,
+                     (answer.error or "").split("\n", 1)[0],
+                     extra=job.fields(counted.RETRY, took))
         else:
             if stats is not None:
                 stats.job_finished(job.task, counted.FAILED, ran)
