@@ -24,7 +24,6 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pgcc import _tasks as tasks
@@ -78,7 +77,7 @@ class _Pipe:
 class ChildConfig:
     dsn: str
     schema: str
-    tasks_dir: str
+    source: tasks.TaskSource
     preload: list[str] = field(default_factory=list)
     # The largest result a job may return (bytes of JSON): the parameters' limit,
     # max_parameters_bytes in the schema's settings (None: no limit, as in SQL
@@ -105,7 +104,8 @@ class _Environment:
     def task(self, name: str) -> tasks.Task:
         task = self.modules.get(name)
         if task is None:
-            task = tasks.load(Path(self.config.tasks_dir) / f"{name}.py")
+            source = self.config.source
+            task = tasks.load(source.path_of(name), source)
             self.modules[name] = task
         return task
 

@@ -159,7 +159,7 @@ class Worker:
     def _start_pool(self, registered: Registered) -> None:
         config = self.config
         child_config = runner.ChildConfig(
-            config.dsn, config.schema, str(config.tasks_dir), config.task_names,
+            config.dsn, config.schema, config.source, config.task_names,
             max_result_bytes=registered.max_parameters_bytes,
             lease_clock=self._status.clock, fence_after=CHILD_FENCE_AT * config.lease)
         timeouts = {name: info.timeout or config.timeout for name, info in config.tasks.items()}
