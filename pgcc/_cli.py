@@ -438,6 +438,9 @@ def worker(
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not migrate on start.")]
     = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only problems.")] = False,
+    reload: Annotated[bool, typer.Option(
+        "--reload", help="Pick up new and changed task modules without a restart "
+        "(for development).")] = False,
     metrics: Annotated[int | None, typer.Option(
         "--metrics", metavar="PORT", min=0, max=65535, show_default=False,
         help="Serve Prometheus metrics on this port, at /metrics.")] = None,
@@ -484,6 +487,7 @@ def worker(
             concurrency=concurrency or 2 * (os.cpu_count() or 1), timeout=timeout,
             lease=lease, grace=grace, reaper=not no_reaper, retention=retention,
             poll_interval=poll_interval, log_parameters=verbose, prefetch=prefetch,
+            reload=reload,
         )
         code = Worker(config, server).run()
     raise typer.Exit(code)

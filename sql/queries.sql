@@ -115,6 +115,10 @@ INSERT INTO {schema}.workers (hostname, pid, tasks, concurrency, lease)
 VALUES (%(hostname)s, %(pid)s, %(tasks)s, %(concurrency)s, make_interval(secs => %(lease)s))
 RETURNING id;
 
+-- name: update_worker_tasks
+-- pgcc worker --reload found other tasks.
+UPDATE {schema}.workers SET tasks = %(tasks)s WHERE id = %(worker)s;
+
 -- name: unregister_worker
 DELETE FROM {schema}.workers WHERE id = %(worker)s;
 

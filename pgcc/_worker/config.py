@@ -45,6 +45,8 @@ class WorkerConfig:
     poll_interval: float = 1.0
     log_parameters: bool = False
     prefetch: int = DEFAULT_PREFETCH
+    # --reload: pick up new and changed task modules (pgcc._worker.reload).
+    reload: bool = False
 
     @property
     def task_names(self) -> list[str]:

@@ -42,6 +42,10 @@ class OutcomeWriter:
         # How many of each the statements last built carry.
         self._sent = (0, 0, 0)
 
+    def retask(self, tasks: list[str], max_attempts: list[int]) -> None:
+        """The worker's tasks changed (--reload)."""
+        self._tasks, self._max_attempts = tasks, max_attempts
+
     def __len__(self) -> int:
         return len(self._responses) + len(self._lost) + len(self._back)
 

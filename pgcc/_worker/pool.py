@@ -120,6 +120,10 @@ class Child:
         self.jobs: collections.deque[RunningJob] = collections.deque()
         self.ready = False
         self.closed = False  # its pipe reached end of file
+        # Its tasks' code is out of date (--reload): it takes no new job, and
+        # is told to exit once its line is empty; a new child replaces it.
+        self.retiring = False
+        self.told_to_exit = False
 
     @property
     def sentinel(self) -> int:
@@ -251,6 +255,8 @@ class Pool:
             child.jobs[0].started = now
             if child.jobs[0].revoked is not None:
                 self._stop(child, child.jobs[0].revoked)
+        elif child.retiring:
+            self._retire(child)
         if answer.state is JobState.QUEUED:
             self.outcomes.append(AskedRetry(answer.id, job.token, answer.error or "",
                                             answer.retry_after))
@@ -327,6 +333,26 @@ class Pool:
         child.kill()
 
     @_locked
+    def reload(self, config: runner.ChildConfig, timeouts: dict[str, float]) -> None:
+        """New task code (--reload): new children get `config`; each child now
+        running goes once its line is empty (a running job is never killed)."""
+        self._config = config
+        # Jobs of a task that is gone may still be in a line: their timeouts stay.
+        self._timeouts = {**self._timeouts, **timeouts}
+        for child in self.children:
+            child.retiring = True
+            if not child.jobs:
+                self._retire(child)
+
+    def _retire(self, child: Child) -> None:
+        if child.told_to_exit:
+            return
+        child.told_to_exit = True
+        with contextlib.suppress(framing.FrameTooLarge):
+            child.outbox += framing.encode(SHUTDOWN)
+        child.write()
+
+    @_locked
     def stop_foreign(self, held: frozenset[tuple[int, int]], asked_at: float) -> None:
         """Stop the jobs the database no longer gives this worker: it was asked
         at `asked_at`, so only jobs handed out before then are judged."""
@@ -360,7 +386,7 @@ class Pool:
         depth = 1 + self._extra()
         room = idle = 0
         for child in self.children:
-            if child.ready and not child.closed:
+            if child.ready and not child.closed and not child.retiring:
                 held = len(child.jobs)
                 if held < depth:
                     room += depth - held
@@ -379,7 +405,8 @@ class Pool:
         PREFETCH_BUDGET, so a child need not wait a round trip between short jobs."""
         extra = self._extra()
         open_children = [(len(child.jobs), child) for child in self.children
-                         if child.ready and not child.closed and len(child.jobs) <= extra]
+                         if child.ready and not child.closed and not child.retiring
+                         and len(child.jobs) <= extra]
         return [child for position in range(1 + extra) for held, child in open_children
                 if held <= position]
 
