@@ -70,4 +70,11 @@ def test_reload_picks_up_new_and_changed_tasks(tmp_path: Path, client: pgcc.Clie
     replace(folder, "_helper", "VALUE = 'helped 2'\n")
     wait_for(lambda: reloads(worker) > before, 30, "a reload")
     assert finished(client, client.schedule_task("fresh")).result == "helped 2"
+
+    # A module that no longer loads is reported; the other tasks run on.
+    replace(folder, "fresh", "raise RuntimeError('half written')\n")
+    wait_for(lambda: served_tasks(db, schema_name) == ["slow", "version"], 30,
+             "the broken task out of the worker's row")
+    assert f"task {folder / 'fresh.py'} not loaded: RuntimeError: half written" in worker.log()
+    assert finished(client, client.schedule_task("version")).result == "v2"
     assert worker.stop() == 0
