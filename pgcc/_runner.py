@@ -24,10 +24,10 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pgcc import _tasks as tasks
+from pgcc._retry import asked_retry
 from pgcc._worker import framing
 from pgcc._worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
 
@@ -77,7 +77,7 @@ class _Pipe:
 class ChildConfig:
     dsn: str
     schema: str
-    tasks_dir: str
+    source: tasks.TaskSource
     preload: list[str] = field(default_factory=list)
     # The largest result a job may return (bytes of JSON): the parameters' limit,
     # max_parameters_bytes in the schema's settings (None: no limit, as in SQL
@@ -104,7 +104,8 @@ class _Environment:
     def task(self, name: str) -> tasks.Task:
         task = self.modules.get(name)
         if task is None:
-            task = tasks.load(Path(self.config.tasks_dir) / f"{name}.py")
+            source = self.config.source
+            task = tasks.load(source.path_of(name), source)
             self.modules[name] = task
         return task
 
@@ -164,9 +165,12 @@ class AsyncJobContext(_JobFields):
         return self._env.aio_client().taskstate
 
 
-def _run(env: _Environment, order: JobOrder) -> tuple[JobState, str | None, str | None]:
-    """Run one job: its state, result (JSON text) and error."""
+def _run(env: _Environment, order: JobOrder
+         ) -> tuple[JobState, str | None, str | None, int | None]:
+    """Run one job: its state, result (JSON text), error, and the delay of a
+    retry it asked for (`queued`: ms, None for the backoff)."""
     job_id, task_name, parameters, attempt, queue, _ = order
+    task: tasks.Task | None = None
     try:
         task = env.task(task_name)
         params = json.loads(parameters)
@@ -180,9 +184,12 @@ def _run(env: _Environment, order: JobOrder) -> tuple[JobState, str | None, str 
     except MemoryError:
         os._exit(OUT_OF_MEMORY_EXIT)
     except (Exception, SystemExit) as exc:
+        retry = asked_retry(exc, task.retry_on if task is not None else ())
+        if retry is not None:
+            return JobState.QUEUED, None, _storable(retry[0]), retry[1]
         summary = f"{type(exc).__name__}: {exc}"
         error = f"{summary}\n\n{traceback.format_exc()}"
-        return JobState.FAILED, None, _storable(error)
+        return JobState.FAILED, None, _storable(error), None
     try:
         result = json.dumps(value, allow_nan=False, ensure_ascii=False)
         # What PostgreSQL cannot store would fail the worker's write, not the job.
@@ -191,13 +198,13 @@ def _run(env: _Environment, order: JobOrder) -> tuple[JobState, str | None, str 
             raise ValueError("it holds a NUL character, which PostgreSQL cannot store")
     except (TypeError, ValueError, RecursionError) as exc:
         return JobState.FAILED, None, \
-            _storable(f"run returned a value that is not JSON: {exc}")
+            _storable(f"run returned a value that is not JSON: {exc}"), None
     if env.config.max_result_bytes is not None and size > env.config.max_result_bytes:
         return JobState.FAILED, None, (
             f"run returned a result of {size} bytes as JSON; the limit is "
             f"{env.config.max_result_bytes} bytes (the parameters limit, "
-            "max_parameters_bytes): store large data elsewhere and return its id")
-    return JobState.DONE, result, None
+            "max_parameters_bytes): store large data elsewhere and return its id"), None
+    return JobState.DONE, result, None, None
 
 
 # A \u0000 escape in JSON text: preceded by an even number of backslashes.
@@ -365,13 +372,13 @@ def child_main(channel: Connection, config: ChildConfig) -> None:
             running.set()
             started = time.perf_counter()
             JobLines.job_id = order.id
-            state, result, error = _run(env, order)
+            state, result, error, retry_after = _run(env, order)
             for stream in streams:
                 stream.end_job()
             JobLines.job_id = None
             running.clear()
             pipe.send(Answer(order.id, order.attempt, state, result, error,
-                             time.perf_counter() - started))
+                             time.perf_counter() - started, retry_after))
     if env.client is not None:
         env.client.close()
     if env.async_client is not None:
