@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pgcc._retry import Retry
 from pgcc._states import JobState, TaskStatus
 from pgcc.errors import (
     ConfigurationError,
@@ -42,6 +43,7 @@ __all__ = [
     "JobState",
     "ParameterTypeError",
     "PgccError",
+    "Retry",
     "ScheduleError",
     "StaleTaskStateError",
     "Step",

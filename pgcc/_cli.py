@@ -412,8 +412,9 @@ def show_status(
 
 @app.command()
 def worker(
-    tasks_dir: Annotated[Path, typer.Option("--tasks", help="Folder of task modules.")]
-    = Path("tasks"),
+    tasks_dir: Annotated[str, typer.Option(
+        "--tasks", help="Folder of task modules, or an importable package (myapp.tasks).")]
+    = "tasks",
     concurrency: Annotated[int | None, typer.Option(
         min=1, show_default=False,
         help="Child processes, so jobs at once (default: 2 x cores).")] = None,
@@ -439,6 +440,9 @@ def worker(
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not migrate on start.")]
     = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only problems.")] = False,
+    reload: Annotated[bool, typer.Option(
+        "--reload", help="Pick up new and changed task modules without a restart "
+        "(for development).")] = False,
     metrics: Annotated[int | None, typer.Option(
         "--metrics", metavar="PORT", min=0, max=65535, show_default=False,
         help="Serve Prometheus metrics on this port, at /metrics.")] = None,
@@ -452,6 +456,7 @@ def worker(
 
     Job parameters are logged only with --verbose."""
     from pgcc import _schema as schema
+    from pgcc._tasks import resolve_source
     from pgcc._worker import probe
     from pgcc._worker.config import WorkerConfig
     from pgcc._worker.supervisor import Worker
@@ -461,8 +466,7 @@ def worker(
     if quiet:
         logging.getLogger("pgcc").setLevel(logging.WARNING)
     with _errors():
-        if not tasks_dir.is_dir():
-            raise ConfigurationError(f"--tasks {tasks_dir}: no such folder")
+        source = resolve_source(tasks_dir)
         server = None
         if metrics is not None:
             # Only here: prometheus_client loads with --metrics alone. The
@@ -470,7 +474,7 @@ def worker(
             from pgcc._worker.metrics import MetricsServer
 
             server = MetricsServer(metrics_host, metrics)
-        found, broken = probe.discover(tasks_dir)
+        found, broken = probe.discover(source)
         for bad in broken:
             logging.getLogger("pgcc.worker").error("task %s not loaded: %s", bad.path, bad.error)
             logging.getLogger("pgcc.worker").debug("%s", bad.detail)
@@ -481,10 +485,11 @@ def worker(
             else:
                 schema.migrate(conn, schema_name)
         config = WorkerConfig(
-            dsn=resolved, schema=schema_name, tasks_dir=tasks_dir.resolve(), tasks=found,
+            dsn=resolved, schema=schema_name, source=source, tasks=found,
             concurrency=concurrency or 2 * (os.cpu_count() or 1), timeout=timeout,
             lease=lease, grace=grace, reaper=not no_reaper, retention=retention,
             poll_interval=poll_interval, log_parameters=verbose, prefetch=prefetch,
+            reload=reload,
         )
         code = Worker(config, server).run()
     raise typer.Exit(code)

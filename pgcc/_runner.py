@@ -25,10 +25,10 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from pgcc import _tasks as tasks
+from pgcc._retry import asked_retry
 from pgcc._worker import framing
 from pgcc._worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
 from pgcc.errors import JobLost
@@ -86,7 +86,7 @@ class _Pipe:
 class ChildConfig:
     dsn: str
     schema: str
-    tasks_dir: str
+    source: tasks.TaskSource
     preload: list[str] = field(default_factory=list)
     # The largest result a job may return (bytes of JSON): the parameters' limit,
     # max_parameters_bytes in the schema's settings (None: no limit, as in SQL
@@ -118,7 +118,8 @@ class _Environment:
     def task(self, name: str) -> tasks.Task:
         task = self.modules.get(name)
         if task is None:
-            task = tasks.load(Path(self.config.tasks_dir) / f"{name}.py")
+            source = self.config.source
+            task = tasks.load(source.path_of(name), source)
             self.modules[name] = task
         return task
 
@@ -245,9 +246,12 @@ class AsyncJobContext(_JobFields):
             name, fn)
 
 
-def _run(env: _Environment, order: JobOrder) -> tuple[JobState, str | None, str | None]:
-    """Run one job: its state, result (JSON text) and error."""
+def _run(env: _Environment, order: JobOrder
+         ) -> tuple[JobState, str | None, str | None, int | None]:
+    """Run one job: its state, result (JSON text), error, and the delay of a
+    retry it asked for (`queued`: ms, None for the backoff)."""
     job_id, task_name, parameters, attempt, queue, token = order
+    task: tasks.Task | None = None
     try:
         task = env.task(task_name)
         params = json.loads(parameters)
@@ -261,9 +265,12 @@ def _run(env: _Environment, order: JobOrder) -> tuple[JobState, str | None, str 
     except MemoryError:
         os._exit(OUT_OF_MEMORY_EXIT)
     except (Exception, SystemExit) as exc:
+        retry = asked_retry(exc, task.retry_on if task is not None else ())
+        if retry is not None:
+            return JobState.QUEUED, None, _storable(retry[0]), retry[1]
         summary = f"{type(exc).__name__}: {exc}"
         error = f"{summary}\n\n{traceback.format_exc()}"
-        return JobState.FAILED, None, _storable(error)
+        return JobState.FAILED, None, _storable(error), None
     try:
         result = json.dumps(value, allow_nan=False, ensure_ascii=False)
         # What PostgreSQL cannot store would fail the worker's write, not the job.
@@ -272,13 +279,13 @@ def _run(env: _Environment, order: JobOrder) -> tuple[JobState, str | None, str 
             raise ValueError("it holds a NUL character, which PostgreSQL cannot store")
     except (TypeError, ValueError, RecursionError) as exc:
         return JobState.FAILED, None, \
-            _storable(f"run returned a value that is not JSON: {exc}")
+            _storable(f"run returned a value that is not JSON: {exc}"), None
     if env.config.max_result_bytes is not None and size > env.config.max_result_bytes:
         return JobState.FAILED, None, (
             f"run returned a result of {size} bytes as JSON; the limit is "
             f"{env.config.max_result_bytes} bytes (the parameters limit, "
-            "max_parameters_bytes): store large data elsewhere and return its id")
-    return JobState.DONE, result, None
+            "max_parameters_bytes): store large data elsewhere and return its id"), None
+    return JobState.DONE, result, None, None
 
 
 # A \u0000 escape in JSON text: preceded by an even number of backslashes.
@@ -447,7 +454,7 @@ def child_main(channel: Connection, config: ChildConfig) -> None:
             started = time.perf_counter()
             JobLines.job_id = order.id
             try:
-                state, result, error = _run(env, order)
+                state, result, error, retry_after = _run(env, order)
             except JobLost as exc:
                 _lost(exc, streams)
             if env.steps is not None and env.steps.lost is not None:  # swallowed by the task
@@ -457,7 +464,7 @@ def child_main(channel: Connection, config: ChildConfig) -> None:
             JobLines.job_id = None
             running.clear()
             pipe.send(Answer(order.id, order.attempt, state, result, error,
-                             time.perf_counter() - started))
+                             time.perf_counter() - started, retry_after))
     env.close()
 
 

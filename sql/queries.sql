@@ -115,6 +115,10 @@ INSERT INTO {schema}.workers (hostname, pid, tasks, concurrency, lease)
 VALUES (%(hostname)s, %(pid)s, %(tasks)s, %(concurrency)s, make_interval(secs => %(lease)s))
 RETURNING id;
 
+-- name: update_worker_tasks
+-- pgcc worker --reload found other tasks.
+UPDATE {schema}.workers SET tasks = %(tasks)s WHERE id = %(worker)s;
+
 -- name: unregister_worker
 DELETE FROM {schema}.workers WHERE id = %(worker)s;
 
@@ -348,18 +352,24 @@ SELECT {schema}.refresh_queue_heads(%(queue_lock_space)s, ARRAY(
     WHERE j.queue IS NOT NULL AND j.state <> 'running'));
 
 -- name: retry
--- A running job gave no response: back to queued after the backoff, or dead
--- once it has used its attempts. Fenced like finish.
+-- A running job gave no response, or its task asked for another attempt
+-- (pgcc.Retry or its module's retry_on: asked, with a delay in ms or NULL):
+-- back to queued after the delay or the backoff, keeping its place in its
+-- queue (scheduled_at); once it has used its attempts, dead, or failed if it
+-- asked (that was a response). The one place these rules live. Fenced like finish.
 WITH lost AS (
     SELECT l.*, {schema}.attempts_used(j.attempts, j.attempt_errors) AS used,
            coalesce(j.max_attempts, {default_max_attempts}) AS allowed
-    FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(reasons)s::text[])
-        AS l(id, token, reason)
+    FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(reasons)s::text[],
+                %(delays)s::bigint[], %(asked)s::boolean[])
+        AS l(id, token, reason, delay, asked)
     JOIN {schema}.jobs j ON j.id = l.id
 ), moved AS (
     UPDATE {schema}.jobs j
-    SET state = CASE WHEN l.used >= l.allowed THEN 'dead' ELSE 'queued' END,
-        run_at = now() + {schema}.retry_delay(l.used),
+    SET state = CASE WHEN l.used < l.allowed THEN 'queued'
+                     WHEN l.asked THEN 'failed' ELSE 'dead' END,
+        run_at = now() + coalesce(make_interval(secs => l.delay / 1000.0),
+                                  {schema}.retry_delay(l.used)),
         finished_at = CASE WHEN l.used >= l.allowed THEN now() END,
         error = l.reason,
         attempt_errors = j.attempt_errors || jsonb_build_array(jsonb_build_object(

@@ -1,18 +1,27 @@
 """The taskstate pattern: a job that may be delivered more than once does its body once.
 Its state (`state_id`) goes pending -> started -> complete; an error costs one of
-`tries_remaining` and the task schedules itself again, until none remain (failed).
+`tries_remaining` and the job asks pgcc for another attempt (`raise pgcc.Retry`),
+until none remain (failed).
 
     pgcc schedule taskstate_pattern '{"state_id": "order-1", "fail_times": 1}'
 
 The body here "charges" an order: it writes a task state `<state_id>.effect`, standing in
 for a call to another system that can later be asked whether the charge went through.
 
-When to use it: the state is keyed by what is done (an order), not by a job, so it holds
-across jobs - two jobs for one order, a retry scheduled as a new job - and it can guard
-an effect outside this database. For an effect in this database done by one job, a step
-(ctx.step, see charge_once.py and docs/steps.md) is simpler and exact: the effect and
-its record commit in one transaction, where this pattern has a window between the body
-and its `complete` (here closed by asking the other system, body_done).
+What pgcc does for you and what the pattern is still for:
+- Trying again after an error is pgcc's job: `raise pgcc.Retry(after=ms)` runs the same
+  job again after the delay, counted in its `max_attempts` (a module may also list
+  exceptions in `retry_on`). No need to schedule a copy of the job by hand.
+- The body's effect must happen once, though pgcc may deliver a job again (a crash after
+  the charge, before the job's outcome was written) or two jobs may name the same order:
+  the task state records what was done, shared by every job that names it, and its
+  `tries_remaining` counts the failures of the body across those jobs.
+- When to use it: the state is keyed by what is done (an order), not by a job, so it
+  holds across jobs, and it can guard an effect outside this database. For an effect in
+  this database done by one job, a step (ctx.step, see charge_once.py and
+  docs/steps.md) is simpler and exact: the effect and its record commit in one
+  transaction, where this pattern has a window between the body and its `complete`
+  (here closed by asking the other system, body_done).
 """
 
 from __future__ import annotations
@@ -20,10 +29,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pgcc import JobContext, StaleTaskStateError, TaskState
+from pgcc import JobContext, Retry, StaleTaskStateError, TaskState
 
 timeout = 60
 TRIES = 3  # tries_remaining of a new state, unless params say "tries"
+# Attempts of one job (pgcc's count): the body's tries, and room for crashes.
+max_attempts = 10
 
 
 def effect_id(params: dict[str, Any]) -> str:
@@ -84,10 +95,10 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             state.save()
             raise
         state.status = "pending"
-        state.save()  # before scheduling: a crash in between leaves this job to retry
-        retry = ctx.schedule_task(ctx.task, params, after=500 * 2 ** failures)
-        raise RuntimeError(f"{exc}; {state.tries_remaining} tries remain, "
-                           f"retrying as job {retry}") from exc
+        state.save()
+        # pgcc runs this job again after the delay (no copy of it to schedule).
+        raise Retry(f"{state.error}; {state.tries_remaining} tries remain",
+                    after=500 * 2 ** failures) from exc
     return finish(state, result)
 
 

@@ -13,5 +13,6 @@ The worker is a few small parts, each in its own module:
 - maintenance: reaping and pruning, when this worker leads;
 - parts: the few objects these threads share;
 - messages and framing: what the worker and its children say to each other;
-- probe: finding the tasks without running their code in the worker.
+- probe: finding the tasks without running their code in the worker;
+- reload: `--reload`, watching the task folder and probing it again.
 """

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pgcc._database import LINK_CONNECT_TIMEOUT
-from pgcc._tasks import TaskInfo
+from pgcc._tasks import TaskInfo, TaskSource
 
 # Share of the lease after which a worker that could not renew it stops its jobs.
 FENCE_AT = 0.8
@@ -34,7 +33,7 @@ MAX_PENDING_OUTCOMES = 10_000
 class WorkerConfig:
     dsn: str
     schema: str
-    tasks_dir: Path
+    source: TaskSource
     concurrency: int
     tasks: dict[str, TaskInfo] = field(default_factory=dict)
     timeout: float = 600.0
@@ -46,6 +45,8 @@ class WorkerConfig:
     poll_interval: float = 1.0
     log_parameters: bool = False
     prefetch: int = DEFAULT_PREFETCH
+    # --reload: pick up new and changed task modules (pgcc._worker.reload).
+    reload: bool = False
 
     @property
     def task_names(self) -> list[str]:

@@ -36,7 +36,7 @@ from pgcc._worker.config import (
     Backoff,
     WorkerConfig,
 )
-from pgcc._worker.messages import JobOrder, NoResponse, Outcome, PutBack, Response
+from pgcc._worker.messages import AskedRetry, JobOrder, NoResponse, Outcome, PutBack, Response
 from pgcc._worker.outcomes import OutcomeWriter
 from pgcc._worker.parts import LeaseStatus, Mailbox
 from pgcc._worker.pool import Child, Pool
@@ -66,6 +66,13 @@ class Adopt(NamedTuple):
 
 class StopClaiming(NamedTuple):
     pass
+
+
+class Retask(NamedTuple):
+    """--reload found these tasks: claim them, and say so in the worker's row."""
+
+    tasks: list[str]
+    max_attempts: list[int]
 
 
 class Close(NamedTuple):
@@ -104,6 +111,8 @@ class Exchange:
         self._task_names = config.task_names
         self._max_attempts = [config.tasks[name].max_attempts for name in self._task_names]
         self._writer = OutcomeWriter(self._queries, self._task_names, self._max_attempts)
+        # The worker's row does not list the tasks as they are now (--reload).
+        self._tasks_changed = False
         self._queue_lock_space = queue_lock_space(config.schema)
         self._worker_id: int | None = None
         self._announced = False
@@ -187,6 +196,8 @@ class Exchange:
             return None
         if self._listen is None and now >= self._listen_at and not self._stopped_claiming:
             self._open_listen()
+        if self._tasks_changed and not self._record_tasks():
+            return None
         self._exchange(now)
         return None
 
@@ -267,12 +278,18 @@ class Exchange:
             elif isinstance(message, Close):
                 self._stopped_claiming = True
                 self._close_deadline = message.deadline
+            elif isinstance(message, Retask):
+                self._task_names, self._max_attempts = message.tasks, message.max_attempts
+                self._writer.retask(message.tasks, message.max_attempts)
+                self._tasks_changed = True
+                self._want_claim = True
+                self._due_known = False
 
     def _outcomes(self, outcomes: list[Outcome]) -> None:
         ledger = self._ledger
         for outcome in outcomes:
             ledger.discard((outcome.id, outcome.token))
-            if type(outcome) is NoResponse:
+            if type(outcome) is NoResponse or type(outcome) is AskedRetry:
                 # A retry delays its job: the next wake-up time is to be asked again.
                 self._due_known = False
             elif type(outcome) is Response and outcome.queue is not None:
@@ -311,6 +328,7 @@ class Exchange:
             ("max_parameters_bytes", self._queries["max_parameters_bytes"], None),
         ]])[0]
         self._worker_id = int(rows[0][0][0])
+        self._tasks_changed = False
         self._status.registered(self._worker_id)
         if not self._announced:
             self._announced = True
@@ -319,6 +337,18 @@ class Exchange:
             limit = rows[1][0][0]
             self._supervisor.put(Registered(self._worker_id,
                                             None if limit is None else int(limit)))
+
+    def _record_tasks(self) -> bool:
+        """The worker's row lists its tasks as they are now (`pgcc status`
+        shows them); False on failure."""
+        try:
+            self.link.transactions([[("update_worker_tasks", self._queries["update_worker_tasks"],
+                                      {"worker": self._worker_id, "tasks": self._task_names})]])
+        except StatementFailed as failure:
+            self._failed(failure, "connect")
+            return False
+        self._tasks_changed = False
+        return True
 
     def _registration_lost(self) -> None:
         """The reaper declared this worker dead: its jobs are stopped by the

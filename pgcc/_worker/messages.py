@@ -33,7 +33,9 @@ class Ready(NamedTuple):
 
 
 class Answer(NamedTuple):
-    """Child to worker: a job's response (`done` or `failed`) and its run time."""
+    """Child to worker: a job's response (`done` or `failed`) and its run time;
+    or `queued`: the task asked for another attempt (pgcc.Retry, or an
+    exception of its module's retry_on), after `retry_after` ms or the backoff."""
 
     id: int
     attempt: int
@@ -41,6 +43,7 @@ class Answer(NamedTuple):
     result: str | None  # JSON text
     error: str | None
     ran: float  # seconds, measured in the child
+    retry_after: int | None = None
 
 
 # Worker to child: finish the current list, then exit.
@@ -68,6 +71,17 @@ class NoResponse(NamedTuple):
     reason: str
 
 
+class AskedRetry(NamedTuple):
+    """The task asked for another attempt: queued again after `after` ms (None:
+    the backoff), or `failed` once its attempts are used up. Written with the
+    no-responses, by the same rules (the retry query)."""
+
+    id: int
+    token: int
+    reason: str
+    after: int | None
+
+
 class PutBack(NamedTuple):
     """The job goes back to the queue at once: a graceful stop, or it never started."""
 
@@ -76,7 +90,7 @@ class PutBack(NamedTuple):
     started: bool
 
 
-Outcome = Response | NoResponse | PutBack
+Outcome = Response | NoResponse | AskedRetry | PutBack
 
-__all__ = ["SHUTDOWN", "Answer", "JobOrder", "JobState", "NoResponse", "Outcome", "PutBack",
-           "Ready", "Response"]
+__all__ = ["SHUTDOWN", "Answer", "AskedRetry", "JobOrder", "JobState", "NoResponse", "Outcome",
+           "PutBack", "Ready", "Response"]

@@ -22,7 +22,7 @@ from pgcc._database import Link, Rows, Statement, StatementFailed
 from pgcc._policy import ErrorClass, classify, describe
 from pgcc._queries import Queries, queue_lock_space
 from pgcc._rows import HANDED, IDS, RETRIED, HandedRow, IdRow, RetriedRow
-from pgcc._worker.messages import JobState, NoResponse, Outcome, PutBack, Response
+from pgcc._worker.messages import AskedRetry, JobState, NoResponse, Outcome, PutBack, Response
 
 log = logging.getLogger("pgcc.worker")
 
@@ -36,10 +36,15 @@ class OutcomeWriter:
         self._max_attempts = max_attempts
         # By kind, each in arrival order; one statement writes each kind.
         self._responses: list[Response] = []
-        self._lost: list[NoResponse] = []
+        # No responses and asked-for retries: one statement, one set of rules.
+        self._lost: list[NoResponse | AskedRetry] = []
         self._back: list[PutBack] = []
         # How many of each the statements last built carry.
         self._sent = (0, 0, 0)
+
+    def retask(self, tasks: list[str], max_attempts: list[int]) -> None:
+        """The worker's tasks changed (--reload)."""
+        self._tasks, self._max_attempts = tasks, max_attempts
 
     def __len__(self) -> int:
         return len(self._responses) + len(self._lost) + len(self._back)
@@ -61,7 +66,7 @@ class OutcomeWriter:
         for outcome in outcomes:
             if type(outcome) is Response:
                 self._responses.append(outcome)
-            elif type(outcome) is NoResponse:
+            elif type(outcome) is NoResponse or type(outcome) is AskedRetry:
                 self._lost.append(outcome)
             else:
                 self._back.append(outcome)  # type: ignore[arg-type]
@@ -76,7 +81,7 @@ class OutcomeWriter:
         self._sent = (len(self._responses), len(self._lost), len(self._back))
         return self._statements(self._responses, self._lost, self._back, worker_id, hand_limit)
 
-    def _statements(self, responses: list[Response], lost: list[NoResponse],
+    def _statements(self, responses: list[Response], lost: list[NoResponse | AskedRetry],
                     back: list[PutBack], worker: int, hand_limit: int) -> list[Statement]:
         statements: list[Statement] = []
         if any(o.queue is not None for o in responses):
@@ -98,6 +103,8 @@ class OutcomeWriter:
             statements.append(("retry", self._queries["retry"], {
                 "worker": worker, "queue_lock_space": self._space, "ids": [o.id for o in lost],
                 "tokens": [o.token for o in lost], "reasons": [o.reason for o in lost],
+                "delays": [o.after if type(o) is AskedRetry else None for o in lost],
+                "asked": [type(o) is AskedRetry for o in lost],
             }, RETRIED))
         if back:
             statements.append(("release", self._queries["release"], {
@@ -130,10 +137,13 @@ class OutcomeWriter:
             _report_stale(sent[0], cast(list[IdRow], next(rows)), "response")
         if sent[1]:
             retried = cast(list[RetriedRow], next(rows))
-            _report_stale(sent[1], retried, "no-response")
+            _report_stale(sent[1], retried, "no-response or retry")
             for row in retried:
                 if row.state == JobState.DEAD:
                     log.error("job %s is dead: no response after its last attempt", row.id)
+                elif row.state == JobState.FAILED:
+                    log.warning("job %s failed: it asked for a retry after its last attempt",
+                                row.id)
         return started
 
     def write_one_by_one(self, link: Link, worker_id: int) -> None:
@@ -168,7 +178,8 @@ class OutcomeWriter:
 
 def _by_kind(outcome: Outcome) -> tuple[list[Outcome], list[Outcome], list[Outcome]]:
     kinds: tuple[list[Outcome], list[Outcome], list[Outcome]] = ([], [], [])
-    kinds[(Response, NoResponse, PutBack).index(type(outcome))].append(outcome)
+    kind = type(outcome)
+    kinds[0 if kind is Response else 2 if kind is PutBack else 1].append(outcome)
     return kinds
 
 
@@ -188,8 +199,8 @@ def _substitute(outcome: Outcome, failure: StatementFailed) -> Outcome | None:
                 error=f"the job's {what} could not be stored: {why}"
                 + (f"\n\nThe error was:\n{_ascii(outcome.error)}" if outcome.error else ""))
         return NoResponse(outcome.id, outcome.token, f"its outcome could not be stored: {why}")
-    if isinstance(outcome, NoResponse) and not outcome.reason.isascii():
-        return NoResponse(outcome.id, outcome.token, _ascii(outcome.reason))
+    if isinstance(outcome, NoResponse | AskedRetry) and not outcome.reason.isascii():
+        return outcome._replace(reason=_ascii(outcome.reason))
     return None
 
 
@@ -197,7 +208,7 @@ def _ascii(text: str) -> str:
     return text.encode("ascii", "backslashreplace").decode("ascii")
 
 
-def _report_stale(sent: list[Response] | list[NoResponse],
+def _report_stale(sent: list[Response] | list[NoResponse | AskedRetry],
                   rows: Sequence[IdRow | HandedRow | RetriedRow], what: str) -> None:
     """Log what the fencing turned away: late answers of attempts no longer current."""
     if len(rows) == len(sent):

@@ -11,7 +11,8 @@ frames), a child's timeout is a deadline the supervisor's wait allows for,
 and a child that misbehaves is killed. What happens to jobs comes out as
 `Outcome` records for the outcome writer:
 
-- an `Answer` becomes a `Response`;
+- an `Answer` becomes a `Response` (an `AskedRetry` when the task asked for
+  another attempt);
 - a child that dies with a job started gives a `NoResponse` (or a `PutBack`
   when the worker stopped it to shut down);
 - jobs that waited in a dead child's line never started: `PutBack`.
@@ -40,6 +41,7 @@ from pgcc._worker.config import PREFETCH_BUDGET
 from pgcc._worker.messages import (
     SHUTDOWN,
     Answer,
+    AskedRetry,
     JobOrder,
     JobState,
     NoResponse,
@@ -118,6 +120,10 @@ class Child:
         self.jobs: collections.deque[RunningJob] = collections.deque()
         self.ready = False
         self.closed = False  # its pipe reached end of file
+        # Its tasks' code is out of date (--reload): it takes no new job, and
+        # is told to exit once its line is empty; a new child replaces it.
+        self.retiring = False
+        self.told_to_exit = False
 
     @property
     def sentinel(self) -> int:
@@ -249,8 +255,14 @@ class Pool:
             child.jobs[0].started = now
             if child.jobs[0].revoked is not None:
                 self._stop(child, child.jobs[0].revoked)
-        self.outcomes.append(Response(answer.id, job.token, answer.state, answer.result,
-                                      answer.error, job.queue))
+        elif child.retiring:
+            self._retire(child)
+        if answer.state is JobState.QUEUED:
+            self.outcomes.append(AskedRetry(answer.id, job.token, answer.error or "",
+                                            answer.retry_after))
+        else:
+            self.outcomes.append(Response(answer.id, job.token, answer.state, answer.result,
+                                          answer.error, job.queue))
         ran = answer.ran
         typical = self._typical_run
         self._typical_run = ran if typical is None else 0.9 * typical + 0.1 * ran
@@ -262,6 +274,13 @@ class Pool:
                 took = now - (job.started or now)
                 log.info("%s done in %.1f ms", job.describe(), took * 1000,
                          extra=job.fields(counted.DONE, took))
+        elif answer.state is JobState.QUEUED:
+            if stats is not None:
+                stats.job_finished(job.task, counted.RETRY, ran)
+            took = now - (job.started or now)
+            log.info("%s asked for a retry after %.1f ms: %s", job.describe(), took * 1000,
+                     (answer.error or "").split("\n", 1)[0],
+                     extra=job.fields(counted.RETRY, took))
         else:
             if stats is not None:
                 stats.job_finished(job.task, counted.FAILED, ran)
@@ -314,6 +333,26 @@ class Pool:
         child.kill()
 
     @_locked
+    def reload(self, config: runner.ChildConfig, timeouts: dict[str, float]) -> None:
+        """New task code (--reload): new children get `config`; each child now
+        running goes once its line is empty (a running job is never killed)."""
+        self._config = config
+        # Jobs of a task that is gone may still be in a line: their timeouts stay.
+        self._timeouts = {**self._timeouts, **timeouts}
+        for child in self.children:
+            child.retiring = True
+            if not child.jobs:
+                self._retire(child)
+
+    def _retire(self, child: Child) -> None:
+        if child.told_to_exit:
+            return
+        child.told_to_exit = True
+        with contextlib.suppress(framing.FrameTooLarge):
+            child.outbox += framing.encode(SHUTDOWN)
+        child.write()
+
+    @_locked
     def stop_foreign(self, held: frozenset[tuple[int, int]], asked_at: float) -> None:
         """Stop the jobs the database no longer gives this worker: it was asked
         at `asked_at`, so only jobs handed out before then are judged."""
@@ -347,7 +386,7 @@ class Pool:
         depth = 1 + self._extra()
         room = idle = 0
         for child in self.children:
-            if child.ready and not child.closed:
+            if child.ready and not child.closed and not child.retiring:
                 held = len(child.jobs)
                 if held < depth:
                     room += depth - held
@@ -366,7 +405,8 @@ class Pool:
         PREFETCH_BUDGET, so a child need not wait a round trip between short jobs."""
         extra = self._extra()
         open_children = [(len(child.jobs), child) for child in self.children
-                         if child.ready and not child.closed and len(child.jobs) <= extra]
+                         if child.ready and not child.closed and not child.retiring
+                         and len(child.jobs) <= extra]
         return [child for position in range(1 + extra) for held, child in open_children
                 if held <= position]
 

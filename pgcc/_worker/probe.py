@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pgcc import _forkserver as forkserver
 from pgcc import _runner as runner
-from pgcc._tasks import BrokenTask, Task, TaskInfo, module_paths, try_load
+from pgcc._tasks import BrokenTask, Task, TaskInfo, TaskSource, try_load
 
 log = logging.getLogger("pgcc.worker")
 
@@ -24,26 +24,26 @@ log = logging.getLogger("pgcc.worker")
 IMPORT_TIMEOUT = 120.0
 
 
-def _probe_main(channel: Connection, paths: list[Path]) -> None:
+def _probe_main(channel: Connection, source: TaskSource, paths: list[Path]) -> None:
     """In the child: import each module, saying which before trying it."""
     runner.ignore_stop_signals()
     for path in paths:
         channel.send(("trying", path))
-        loaded = try_load(path)
+        loaded = try_load(path, source)
         channel.send(("result", loaded.info() if isinstance(loaded, Task) else loaded))
     channel.send(("end", None))
 
 
-def discover(folder: Path) -> tuple[dict[str, TaskInfo], list[BrokenTask]]:
-    """Every task of `folder` and the modules that cannot be used (with why),
+def discover(source: TaskSource) -> tuple[dict[str, TaskInfo], list[BrokenTask]]:
+    """Every task of `source` and the modules that cannot be used (with why),
     found by importing them in child processes."""
     found: dict[str, TaskInfo] = {}
     broken: list[BrokenTask] = []
-    remaining = module_paths(folder)
+    remaining = source.module_paths()
     context = forkserver.context()
     while remaining:
         parent_end, child_end = context.Pipe()
-        process = context.Process(target=_probe_main, args=(child_end, remaining),
+        process = context.Process(target=_probe_main, args=(child_end, source, remaining),
                                   daemon=True, name="pgcc-probe")
         process.start()
         child_end.close()

@@ -22,7 +22,8 @@ ROUND_TRIP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 
 # A job's outcome, as counted (the `outcome` label of pgcc_jobs_finished_total).
 DONE = "done"  # the task returned
-FAILED = "failed"  # the task raised (retried or not: that is the database's to say)
+FAILED = "failed"  # the task raised
+RETRY = "retry"  # the task asked for another attempt (pgcc.Retry or its module's retry_on)
 TIMEOUT = "timeout"  # the worker killed it at its timeout
 NO_RESPONSE = "no_response"  # its child died or was stopped (cancel, lease) without answering
 PUT_BACK = "put_back"  # stopped by the worker's shutdown, back in the queue

@@ -23,6 +23,7 @@ for a whole lease makes the worker exit non-zero, so that whatever runs it
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import selectors
 import signal
@@ -32,11 +33,20 @@ from typing import TYPE_CHECKING
 from pgcc import _forkserver as forkserver
 from pgcc import _runner as runner
 from pgcc._worker.config import CHILD_FENCE_AT, FENCE_AT, WorkerConfig
-from pgcc._worker.exchange import Adopt, Close, Closed, Exchange, Registered, StopClaiming
+from pgcc._worker.exchange import (
+    Adopt,
+    Close,
+    Closed,
+    Exchange,
+    Registered,
+    Retask,
+    StopClaiming,
+)
 from pgcc._worker.lease import Held, LeaseKeeper
 from pgcc._worker.maintenance import Maintenance
 from pgcc._worker.parts import LeaseStatus, Mailbox, Part
 from pgcc._worker.pool import Pool
+from pgcc._worker.reload import Reloader, Reprobed
 from pgcc._worker.stats import Stats
 
 if TYPE_CHECKING:  # imported by `pgcc worker` only with --metrics
@@ -81,6 +91,8 @@ class Worker:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._mailbox, selectors.EVENT_READ, "mailbox")
         self._pool: Pool | None = None
+        self._child_config: runner.ChildConfig | None = None
+        self._reloader = Reloader(config.source, self._mailbox) if config.reload else None
         self._worker_id: int | None = None
         self._stops = 0
         self._stop_deadline = 0.0
@@ -159,14 +171,34 @@ class Worker:
     def _start_pool(self, registered: Registered) -> None:
         config = self.config
         child_config = runner.ChildConfig(
-            config.dsn, config.schema, str(config.tasks_dir), config.task_names,
+            config.dsn, config.schema, config.source, config.task_names,
             max_result_bytes=registered.max_parameters_bytes,
             lease_clock=self._status.clock, fence_after=CHILD_FENCE_AT * config.lease)
-        timeouts = {name: info.timeout or config.timeout for name, info in config.tasks.items()}
-        self._pool = Pool(self._context, child_config, config.concurrency, timeouts,
-                          config.prefetch, self._stats)
+        self._child_config = child_config
+        self._pool = Pool(self._context, child_config, config.concurrency,
+                          self._timeouts(config), config.prefetch, self._stats)
         self._pool.start()
         self._exchange.inbox.put(Adopt(self._pool))
+
+    @staticmethod
+    def _timeouts(config: WorkerConfig) -> dict[str, float]:
+        return {name: info.timeout or config.timeout for name, info in config.tasks.items()}
+
+    def _reloaded(self, found: Reprobed) -> None:
+        """--reload probed the tasks again: children with the new code, once
+        their current job ends; the new list claimed and recorded."""
+        pool, child_config = self._pool, self._child_config
+        if pool is None or child_config is None or self._stops:
+            return
+        for bad in found.broken:
+            log.error("task %s not loaded: %s", bad.path, bad.error)
+            log.debug("%s", bad.detail)
+        self.config = dataclasses.replace(self.config, tasks=found.tasks)
+        names = self.config.task_names
+        self._child_config = dataclasses.replace(child_config, preload=names)
+        pool.reload(self._child_config, self._timeouts(self.config))
+        self._exchange.inbox.put(Retask(names, [found.tasks[n].max_attempts for n in names]))
+        log.info("tasks reloaded: %s", ", ".join(names) or "(none)")
 
     def _running(self) -> dict[str, int]:
         """Jobs running now by task (for the metrics, from the server's thread)."""
@@ -182,6 +214,8 @@ class Worker:
             if self._selector.select(self._timeout()):
                 self._messages()
             now = time.monotonic()
+            if self._reloader is not None and not self._stops:
+                self._reloader.scan(now)
             deadline = pool.next_deadline()
             if deadline is not None and now >= deadline:
                 pool.enforce_timeouts(now)
@@ -206,6 +240,8 @@ class Worker:
                 deadline = min(deadline, child_deadline)
         if self._stops:
             deadline = min(deadline, self._stop_deadline)
+        elif self._reloader is not None:
+            deadline = min(deadline, self._reloader.due())
         if not self._fenced:
             deadline = min(deadline, self._status.get().renewed_at
                            + FENCE_AT * self.config.lease + 0.01)
@@ -218,6 +254,8 @@ class Worker:
                 pool.stop_foreign(message.jobs, message.asked_at)
             elif isinstance(message, Closed):
                 self._closed = True
+            elif isinstance(message, Reprobed):
+                self._reloaded(message)
 
     # ---- the lease and the parts -------------------------------------------------------
 

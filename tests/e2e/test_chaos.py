@@ -426,8 +426,9 @@ def test_stale_finish_is_fenced(chaos: Chaos) -> None:
     for worker, token in stale:
         assert finish(worker, token, "done", '{"stale": true}') == []
         assert finish(worker, token, "failed", None) == []
-        assert run("retry", worker=worker, ids=[job], tokens=[token],
-                   reasons=["stale"]) == []
+        for asked in (False, True):  # a no-response, or a retry the task asked for
+            assert run("retry", worker=worker, ids=[job], tokens=[token], reasons=["stale"],
+                       delays=[None], asked=[asked]) == []
         for started in (True, False):
             assert run("release", worker=worker, ids=[job], tokens=[token],
                        started=[started]) == []
@@ -439,8 +440,8 @@ def test_stale_finish_is_fenced(chaos: Chaos) -> None:
     # A late duplicate of the answer, or a stale one, after the response: nothing.
     for worker, token in [*stale, (new, new_token)]:
         assert finish(worker, token, "failed", None) == []
-        assert run("retry", worker=worker, ids=[job], tokens=[token],
-                   reasons=["late"]) == []
+        assert run("retry", worker=worker, ids=[job], tokens=[token], reasons=["late"],
+                   delays=[None], asked=[False]) == []
         assert snapshot() == done
 
 

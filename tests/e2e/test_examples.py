@@ -249,11 +249,12 @@ def test_taskstate_pattern_retries_until_tries_run_out(
         tasks_dir: Path, client: pgcc.Client, db: psycopg.Connection[Any], schema_name: str,
         start_worker: WorkerFactory) -> None:
     start_worker(tasks_dir, *FAST)
-    # Fails once, then succeeds on the job it scheduled itself.
-    client.schedule_task("taskstate_pattern", {"state_id": "order-3", "fail_times": 1})
+    # Fails once, then succeeds on its second attempt (it asked pgcc for a retry).
+    recovering = client.schedule_task("taskstate_pattern", {"state_id": "order-3",
+                                                            "fail_times": 1})
     # Fails every time: two tries, then failed.
-    client.schedule_task("taskstate_pattern", {"state_id": "order-4", "fail_times": 9,
-                                               "tries": 2})
+    giving_up = client.schedule_task("taskstate_pattern", {"state_id": "order-4",
+                                                           "fail_times": 9, "tries": 2})
     recovered = state_reaches(client, "order-3")
     assert recovered.tries_remaining == 2
     assert client.taskstate.get("order-3.effect").data["times"] == 1
@@ -262,19 +263,20 @@ def test_taskstate_pattern_retries_until_tries_run_out(
     assert given_up.error == "RuntimeError: the payment service is down (failure 2)"
     all_final(db, schema_name)
 
-    runs = {j["id"]: j for j in jobs(db, schema_name, "taskstate_pattern")}
-    by_state: dict[str, list[dict[str, Any]]] = {}
-    for j in runs.values():
-        by_state.setdefault(j["parameters"]["state_id"], []).append(j)
-    first, retry = by_state["order-3"]
-    assert first["state"] == "failed"
-    assert first["error"].startswith(
-        "RuntimeError: the payment service is down (failure 1); 2 tries remain, "
-        f"retrying as job {retry['id']}")
-    assert (retry["state"], retry["result"]) == ("done", {"state": "complete", "charged": 100})
-    assert [j["state"] for j in by_state["order-4"]] == ["failed", "failed"]
-    assert "1 tries remain" in by_state["order-4"][0]["error"]
-    assert by_state["order-4"][1]["error"].startswith(
+    # One job each, run again by pgcc: no job scheduled by hand.
+    assert [j["id"] for j in jobs(db, schema_name, "taskstate_pattern")] == \
+        [recovering, giving_up]
+    job = finished(client, recovering)
+    assert (job.state, job.attempts, job.result) == \
+        ("done", 2, {"state": "complete", "charged": 100})
+    (asked,) = job.attempt_errors
+    assert asked["error"].startswith(
+        "the task asked for a retry after 500 ms: RuntimeError: the payment service is "
+        "down (failure 1); 2 tries remain")
+    job = finished(client, giving_up)
+    assert (job.state, job.attempts) == ("failed", 2)
+    assert "1 tries remain" in job.attempt_errors[0]["error"]
+    assert job.error is not None and job.error.startswith(
         "RuntimeError: the payment service is down (failure 2)\n")
     assert client.taskstate.get("order-4.effect").status == "pending"  # never charged
 

@@ -44,7 +44,7 @@ class Worker:
     def no_response(self, job: int, token: int) -> list[tuple[Any, ...]]:
         with self.conn.transaction():
             moved = self.run("retry", worker=self.id, ids=[job], tokens=[token],
-                             reasons=["killed"])
+                             reasons=["killed"], delays=[None], asked=[False])
             self.run("refresh_heads", ids=[job], tokens=[token])
         return moved
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pgcc._database import LINK_CONNECT_TIMEOUT
+from pgcc._tasks import TaskSource
 from pgcc._worker import config
 from pgcc._worker.config import Backoff, WorkerConfig
 
@@ -64,12 +65,13 @@ def test_a_worker_stops_claiming_then_fences_its_jobs_before_its_children_do() -
 
 
 def test_a_stall_allows_a_lease_and_a_connection_attempt() -> None:
-    worker = WorkerConfig(dsn="", schema="s", tasks_dir=Path("."), concurrency=1, lease=7.0)
+    worker = WorkerConfig(dsn="", schema="s", source=TaskSource(Path(".")), concurrency=1,
+                          lease=7.0)
     assert worker.stall_limit() == pytest.approx(7.0 + LINK_CONNECT_TIMEOUT + 1)
     assert worker.stall_limit() > worker.lease
 
 
 def test_task_names_are_sorted() -> None:
-    worker = WorkerConfig(dsn="", schema="s", tasks_dir=Path("."), concurrency=1,
+    worker = WorkerConfig(dsn="", schema="s", source=TaskSource(Path(".")), concurrency=1,
                           tasks=dict.fromkeys(["b", "a", "c"]))  # type: ignore[arg-type]
     assert worker.task_names == ["a", "b", "c"]

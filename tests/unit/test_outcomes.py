@@ -77,7 +77,8 @@ def test_lost_and_put_back_jobs_are_retried_released_then_heads_refreshed() -> N
     assert names(statements) == ["finish", "retry", "release", "refresh_heads"]
     assert params(statements, "retry") == {
         "worker": WORKER, "queue_lock_space": queue_lock_space(SCHEMA),
-        "ids": [2], "tokens": [12], "reasons": ["crashed"]}
+        "ids": [2], "tokens": [12], "reasons": ["crashed"], "delays": [None],
+        "asked": [False]}
     assert params(statements, "release") == {
         "worker": WORKER, "queue_lock_space": queue_lock_space(SCHEMA),
         "ids": [3, 4], "tokens": [13, 14], "started": [True, False]}
