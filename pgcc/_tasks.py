@@ -7,15 +7,32 @@ import inspect
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pgcc._validation import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT, check_name
+from pgcc._cron import DEFAULT_TIMEZONE, Cron
+from pgcc._validation import (
+    DEFAULT_MAX_ATTEMPTS,
+    MAX_ATTEMPTS_LIMIT,
+    check_name,
+    check_parameters,
+    dump_json,
+)
+from pgcc.errors import ScheduleError
 
 # A longer timeout than this (a year) is a mistake, and would overflow timers.
 MAX_TIMEOUT = 366 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """A periodic task's schedule, as its module declares it (data only: it
+    travels from the probe child to the worker)."""
+
+    cron: Cron
+    parameters: str  # JSON text of schedule_parameters
 
 
 @dataclass(frozen=True)
@@ -28,6 +45,7 @@ class TaskInfo:
     is_async: bool
     timeout: float | None
     max_attempts: int
+    periodic: Periodic | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -38,7 +56,7 @@ class Task(TaskInfo):
 
     def info(self) -> TaskInfo:
         return TaskInfo(self.name, self.path, self.wants_ctx, self.is_async, self.timeout,
-                        self.max_attempts)
+                        self.max_attempts, periodic=self.periodic)
 
 
 @dataclass(frozen=True)
@@ -96,7 +114,30 @@ def load(path: Path) -> Task:
         name=name, path=path, run=run, wants_ctx=len(positional) == 2,
         is_async=inspect.iscoroutinefunction(run),
         timeout=float(timeout) if timeout is not None else None, max_attempts=max_attempts,
+        periodic=_periodic(module, path),
     )
+
+
+# ---- periodic tasks (schedule, schedule_timezone, schedule_parameters) ----------
+
+
+def _periodic(module: ModuleType, path: Path) -> Periodic | None:
+    """The module's schedule, checked, or None for a task that is not periodic."""
+    schedule = getattr(module, "schedule", None)
+    if schedule is None:
+        for attribute in ("schedule_timezone", "schedule_parameters"):
+            if hasattr(module, attribute):
+                raise TaskLoadError(f"{path}: {attribute} is set but schedule is not")
+        return None
+    try:
+        cron = Cron.parse(schedule, getattr(module, "schedule_timezone", DEFAULT_TIMEZONE))
+        parameters = check_parameters(getattr(module, "schedule_parameters", None))
+    except ScheduleError as exc:
+        message = str(exc)
+        if message.startswith("parameters"):
+            message = "schedule_" + message
+        raise TaskLoadError(f"{path}: {message}") from None
+    return Periodic(cron, dump_json(parameters))
 
 
 def module_paths(folder: Path) -> list[Path]:
