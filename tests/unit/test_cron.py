@@ -18,7 +18,7 @@ def at(text: str) -> dt.datetime:
 
 def ticks(cron: Cron, start: str, end: str) -> list[str]:
     """Every tick in (start, end], as UTC ISO text."""
-    found = []
+    found: list[str] = []
     moment: dt.datetime | None = at(start)
     while True:
         assert moment is not None
