@@ -17,6 +17,7 @@ WORKER_TASKS = TEST_TASKS / "worker"
 CTX_TASKS = TEST_TASKS / "ctx"
 MISC_TASKS = TEST_TASKS / "misc"
 DASHBOARD_TASKS = TEST_TASKS / "dashboard"
+PERIODIC_TASKS = TEST_TASKS / "periodic"
 # The `pgcc` command of the Python running the tests (the venv's).
 PGCC = str(Path(sys.executable).parent / "pgcc")
 
