@@ -57,6 +57,7 @@ class PeriodicScheduler:
         # What was already logged, so that a problem is told once, not every check.
         self._failed_ticks: dict[str, dt.datetime] = {}
         self._unusable: set[tuple[str, str, str]] = set()
+        self._overruled: set[tuple[str, str, str]] = set()
 
     def step(self) -> float:
         """Declare (once), then schedule what is due; returns the seconds until
@@ -116,11 +117,18 @@ class PeriodicScheduler:
 
     def _cron(self, row: DueRow) -> Cron | None:
         """The row's schedule, which may be another worker's (the last declared)."""
+        own = self._declared[row.task].cron
+        key = (row.task, row.schedule, row.timezone)
+        if (own.expression, own.timezone) != (row.schedule, row.timezone) \
+                and key not in self._overruled:
+            self._overruled.add(key)
+            log.warning("periodic: %s: another worker declared %r (%s) after this one's %r "
+                        "(%s); the last declared applies to every worker", row.task,
+                        row.schedule, row.timezone, own.expression, own.timezone)
         try:
             return Cron.parse(row.schedule, row.timezone)
         except ScheduleError as exc:
             # Declared by a worker of another version, perhaps: this one skips it.
-            key = (row.task, row.schedule, row.timezone)
             if key not in self._unusable:
                 self._unusable.add(key)
                 log.error("periodic: %s: cannot use the schedule in the database: %s",

@@ -127,3 +127,27 @@ def test_pgcc_periodic_on_an_unmigrated_schema_exits_3(pg_dsn: str) -> None:
     result = run_cli("periodic", "--dsn", pg_dsn, "--schema", "no_such_schema_here")
     assert result.returncode == 3
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_two_workers_with_different_schedules_the_last_started_wins(
+        tmp_path: Path, pg_dsn: str, schema_name: str, db: psycopg.Connection[Any],
+        start_worker: WorkerFactory) -> None:
+    old = copy_tasks(tmp_path / "old", PERIODIC_TASKS, "every_minute")
+    new = write_task(tmp_path / "new", "every_minute",
+                     'schedule = "0 4 * * *"\nschedule_timezone = "Asia/Tokyo"\n\n\n'
+                     "def run(params):\n    pass\n").parent
+    first = start_worker(old, *FAST)
+    wait_for(lambda: "periodic: every_minute runs at '* * * * *' (UTC)" in first.log(),
+             what="the first worker's declaration")
+    second = start_worker(new, *FAST)
+    wait_for(lambda: "runs at '0 4 * * *' (Asia/Tokyo)" in second.log(),
+             what="the second worker's declaration")
+    row = db.execute(q(schema_name, "SELECT schedule, timezone FROM {}.periodic")).fetchone()
+    assert row == ("0 4 * * *", "Asia/Tokyo")
+    # The first worker follows the schedule in the database, and says so once.
+    wait_for(lambda: "another worker declared '0 4 * * *' (Asia/Tokyo) after this one's "
+                     "'* * * * *' (UTC); the last declared applies to every worker"
+                     in first.log(), timeout=15, what="the first worker's warning")
+    [entry] = json.loads(cli(pg_dsn, schema_name, "--json"))
+    assert dt.datetime.fromisoformat(entry["next_run"]).astimezone(
+        dt.timezone(dt.timedelta(hours=9))).strftime("%H:%M") == "04:00"
