@@ -31,7 +31,7 @@ class Grant(str, enum.Enum):
 
 DOORS = ("schedule_task(text, jsonb, timestamptz, bigint, text)", "schedule_tasks(jsonb)",
          "cancel_job(bigint)")
-TABLES = ("jobs", "workers", "queue_locks", "queue_heads", "taskstate")
+TABLES = ("jobs", "workers", "queue_locks", "queue_heads", "taskstate", "periodic")
 READ_ONLY_TABLES = ("settings", "schema_migrations")
 
 
