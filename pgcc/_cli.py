@@ -410,6 +410,29 @@ def show_status(
                     return
 
 
+# ---- periodic tasks ---------------------------------------------------------------
+
+
+@app.command("periodic")
+def show_periodic(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+    connect_timeout: ConnectTimeout = None,
+) -> None:
+    """Periodic tasks: each schedule, its time zone, next run and last tick
+    (with its job)."""
+    from pgcc import _periodic as periodic
+
+    setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
+    with _errors():
+        entries = _with_connection(
+            dsn, schema_name, lambda conn, _: periodic.collect(conn, schema_name))
+    typer.echo(json.dumps(entries, indent=2) if as_json else periodic.render(entries))
+
+# ---- end of periodic tasks ----------------------------------------------------------
+
+
 @app.command()
 def worker(
     tasks_dir: Annotated[str, typer.Option(

@@ -31,7 +31,8 @@ class Grant(str, enum.Enum):
 
 DOORS = ("schedule_task(text, jsonb, timestamptz, bigint, text)", "schedule_tasks(jsonb)",
          "cancel_job(bigint)")
-TABLES = ("jobs", "workers", "queue_locks", "queue_heads", "taskstate", "steps")
+TABLES = ("jobs", "workers", "queue_locks", "queue_heads", "taskstate", "periodic",
+          "steps")
 READ_ONLY_TABLES = ("settings", "schema_migrations")
 
 

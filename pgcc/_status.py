@@ -4,7 +4,8 @@ live workers and their tasks; and tasks whose queued jobs no live worker serves.
 
 The report (`--json`) has stable keys: schema, jobs, tasks, queues,
 oldest_waiting_seconds, workers, running, scheduled, scheduled_total,
-failed_last_hour, failed_last_hour_by_task, unserved_tasks."""
+failed_last_hour, failed_last_hour_by_task, unserved_tasks, periodic (the
+schedules of periodic tasks, as `pgcc periodic --json` lists them)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg.rows import class_row
 
+from pgcc import _periodic as periodic
 from pgcc._queries import for_schema
 from pgcc._states import JobState
 
@@ -127,6 +129,7 @@ def collect(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
     report["unserved_tasks"] = sorted(
         task for task, counts in report["tasks"].items()
         if counts[JobState.QUEUED.value] and task not in served)
+    report["periodic"] = periodic.collect(conn, schema)
     return report
 
 
@@ -208,6 +211,7 @@ def render(report: dict[str, Any]) -> str:
     _list(lines, "failed in the last hour", failed,
           sum(report.get("failed_last_hour_by_task", {}).values()),
           lambda r: f"{r['state']} {_age(r['seconds_ago'])} ago  {r['error'][:80]}")
+    _periodic_section(lines, report.get("periodic", []))
     lines.append("")
     if not report["workers"]:
         lines.append("workers  none alive")
@@ -235,3 +239,14 @@ def _list(lines: list[str], title: str, rows: list[dict[str, Any]], total: int,
     for r in rows:
         queue = f" [{r['queue']}]" if r["queue"] else ""
         lines.append(f"  #{r['id']} {r['task']}{queue}  {describe(r)}")
+
+
+def _periodic_section(lines: list[str], entries: list[dict[str, Any]]) -> None:
+    """Periodic tasks, one line each (all of them: `pgcc periodic` for a table)."""
+    if not entries:
+        return
+    lines.extend(["", f"periodic ({len(entries)})"])
+    for entry in entries:
+        lines.append(f"  {entry['task']}  {entry['schedule']} ({entry['timezone']})  "
+                     f"next {periodic.describe_next(entry)}  last "
+                     f"{periodic.describe_last(entry)}")

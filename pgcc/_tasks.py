@@ -21,16 +21,32 @@ import re
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pgcc._validation import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT, check_name
-from pgcc.errors import ConfigurationError
+from pgcc._cron import DEFAULT_TIMEZONE, Cron
+from pgcc._validation import (
+    DEFAULT_MAX_ATTEMPTS,
+    MAX_ATTEMPTS_LIMIT,
+    check_name,
+    check_parameters,
+    dump_json,
+)
+from pgcc.errors import ConfigurationError, ScheduleError
 
 # A longer timeout than this (a year) is a mistake, and would overflow timers.
 MAX_TIMEOUT = 366 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """A periodic task's schedule, as its module declares it (data only: it
+    travels from the probe child to the worker)."""
+
+    cron: Cron
+    parameters: str  # JSON text of schedule_parameters
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,7 @@ class TaskInfo:
     is_async: bool
     timeout: float | None
     max_attempts: int
+    periodic: Periodic | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -55,7 +72,7 @@ class Task(TaskInfo):
 
     def info(self) -> TaskInfo:
         return TaskInfo(self.name, self.path, self.wants_ctx, self.is_async, self.timeout,
-                        self.max_attempts)
+                        self.max_attempts, periodic=self.periodic)
 
 
 @dataclass(frozen=True)
@@ -179,6 +196,7 @@ def load(path: Path, source: TaskSource | None = None) -> Task:
         is_async=inspect.iscoroutinefunction(run),
         timeout=float(timeout) if timeout is not None else None, max_attempts=max_attempts,
         retry_on=_retry_on(getattr(module, "retry_on", None), path),
+        periodic=_periodic(module, path),
     )
 
 
@@ -191,6 +209,28 @@ def _retry_on(value: object, path: Path) -> tuple[type[BaseException], ...]:
         raise TaskLoadError(f"{path}: retry_on must be a tuple of exception classes, "
                             f"for example (TimeoutError,), not {value!r}")
     return value
+
+
+# ---- periodic tasks (schedule, schedule_timezone, schedule_parameters) ----------
+
+
+def _periodic(module: ModuleType, path: Path) -> Periodic | None:
+    """The module's schedule, checked, or None for a task that is not periodic."""
+    schedule = getattr(module, "schedule", None)
+    if schedule is None:
+        for attribute in ("schedule_timezone", "schedule_parameters"):
+            if hasattr(module, attribute):
+                raise TaskLoadError(f"{path}: {attribute} is set but schedule is not")
+        return None
+    try:
+        cron = Cron.parse(schedule, getattr(module, "schedule_timezone", DEFAULT_TIMEZONE))
+        parameters = check_parameters(getattr(module, "schedule_parameters", None))
+    except ScheduleError as exc:
+        message = str(exc)
+        if message.startswith("parameters"):
+            message = "schedule_" + message
+        raise TaskLoadError(f"{path}: {message}") from None
+    return Periodic(cron, dump_json(parameters))
 
 
 def module_paths(folder: Path) -> list[Path]:

@@ -558,6 +558,42 @@ WHERE state = 'queued'
 GROUP BY task
 ORDER BY task;
 
+-- ---- periodic tasks (migration 0010) -------------------------------------------
+
+-- name: periodic_declare
+-- A worker's schedules (arrays, one element per periodic task). A schedule
+-- that is new, changed or active again counts its ticks from now.
+INSERT INTO {schema}.periodic AS p (task, schedule, timezone, parameters)
+SELECT * FROM unnest(%(tasks)s::text[], %(schedules)s::text[], %(timezones)s::text[],
+                     %(parameters)s::jsonb[])
+ON CONFLICT (task) DO UPDATE SET
+    due_after = CASE WHEN p.active AND p.schedule = excluded.schedule
+                          AND p.timezone = excluded.timezone
+                     THEN p.due_after ELSE greatest(p.due_after, now()) END,
+    schedule = excluded.schedule, timezone = excluded.timezone,
+    parameters = excluded.parameters, active = true, declared_at = now();
+
+-- name: periodic_retire
+-- A worker's tasks that have no schedule (any more).
+UPDATE {schema}.periodic SET active = false, declared_at = now()
+WHERE task = ANY(%(tasks)s::text[]) AND active;
+
+-- name: periodic_due
+-- The active schedules of these tasks, and the database's clock, which all
+-- workers share.
+SELECT task, schedule, timezone, due_after, now() AS now
+FROM {schema}.periodic WHERE task = ANY(%(tasks)s::text[]) AND active;
+
+-- name: periodic_tick
+SELECT {schema}.periodic_tick(%(task)s, %(schedule)s, %(timezone)s, %(tick)s);
+
+-- name: periodic_list
+SELECT p.task, p.schedule, p.timezone, p.parameters::text AS parameters, p.active,
+       p.due_after, p.last_tick, p.last_job_id, j.state AS last_job_state, p.declared_at,
+       now() AS now
+FROM {schema}.periodic p LEFT JOIN {schema}.jobs j ON j.id = p.last_job_id
+ORDER BY p.task;
+
 -- ---- steps (ctx.step, issue 17) ----------------------------------------------
 
 -- name: get_steps

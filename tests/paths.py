@@ -18,6 +18,7 @@ CTX_TASKS = TEST_TASKS / "ctx"
 MISC_TASKS = TEST_TASKS / "misc"
 DASHBOARD_TASKS = TEST_TASKS / "dashboard"
 RETRY_TASKS = TEST_TASKS / "retry"
+PERIODIC_TASKS = TEST_TASKS / "periodic"
 # The `pgcc` command of the Python running the tests (the venv's).
 PGCC = str(Path(sys.executable).parent / "pgcc")
 

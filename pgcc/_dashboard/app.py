@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from pgcc import _periodic as periodic
 from pgcc._queries import for_schema
 
 STATES = ("queued", "running", "done", "failed", "dead", "cancelled")
@@ -85,6 +86,11 @@ def _time(value: datetime.datetime | None) -> str:
     return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _iso_time(value: str | None) -> str:
+    """An ISO 8601 time (as the periodic listing gives it), shown like `time`."""
+    return "" if value is None else _time(datetime.datetime.fromisoformat(value))
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
@@ -94,6 +100,7 @@ def _environment() -> Environment:
                       autoescape=select_autoescape(default=True, default_for_string=True))
     env.filters["duration"] = _duration
     env.filters["time"] = _time
+    env.filters["iso_time"] = _iso_time
     env.filters["json"] = _json
     return env
 
@@ -205,12 +212,17 @@ def create_app(pool: ConnectionPool[Any], settings: Settings) -> Starlette:
             return result
         return endpoint
 
+    def schedules_now() -> list[dict[str, Any]]:
+        with pool.connection() as conn:
+            return periodic.collect(conn, settings.schema)
+
     async def overview(request: Request) -> Response:
         counts = {row["state"]: row["jobs"] for row in await fetch("counts")}
         return render(request, "overview.html", page="overview",
                       counts=[(state, counts.get(state, 0)) for state in STATES],
                       total=sum(counts.values()), running=await fetch("running"),
-                      queues=await fetch("queues"), workers=await fetch("workers"))
+                      queues=await fetch("queues"), workers=await fetch("workers"),
+                      periodic=await run_in_threadpool(schedules_now))
 
     async def jobs(request: Request) -> Response:
         filters = {name: _filter(request, name) for name in ("state", "task", "queue")}

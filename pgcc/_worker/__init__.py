@@ -11,6 +11,8 @@ The worker is a few small parts, each in its own module:
   object both threads use, behind its own lock;
 - lease: the thread that renews the worker's lease;
 - maintenance: reaping and pruning, when this worker leads;
+- periodic: declaring the worker's periodic tasks and scheduling their ticks
+  (every worker, leader or not: the database makes each tick one job);
 - parts: the few objects these threads share;
 - messages and framing: what the worker and its children say to each other;
 - probe: finding the tasks without running their code in the worker;

@@ -11,6 +11,8 @@ thread of their own:
 - the lease keeper (pgcc._worker.lease): renews the lease;
 - the maintenance services (pgcc._worker.maintenance): reap and prune when
   this worker leads;
+- the periodic scheduler (pgcc._worker.periodic): declares the schedules of
+  the worker's periodic tasks and schedules their ticks;
 - with --metrics, the metrics server (pgcc._worker.metrics): answers scrapes;
   it is restarted like the others but never judged stuck (a slow scrape is
   no reason to stop a worker).
@@ -45,6 +47,7 @@ from pgcc._worker.exchange import (
 from pgcc._worker.lease import Held, LeaseKeeper
 from pgcc._worker.maintenance import Maintenance
 from pgcc._worker.parts import LeaseStatus, Mailbox, Part
+from pgcc._worker.periodic import PeriodicScheduler
 from pgcc._worker.pool import Pool
 from pgcc._worker.reload import Reloader, Reprobed
 from pgcc._worker.stats import Stats
@@ -83,6 +86,8 @@ class Worker:
         if self._maintenance is not None:
             self._parts.append(Part("maintenance", self._maintenance.step,
                                     self._maintenance.close))
+        self._periodic = PeriodicScheduler(config)
+        self._parts.append(Part("periodic", self._periodic.step, self._periodic.close))
         self._metrics: Part | None = None
         if metrics is not None and self._stats is not None:
             metrics.serve(config, self._stats, self._running)
@@ -289,6 +294,7 @@ class Worker:
         links = {"exchange": self._exchange.link, "lease": self._keeper.link}
         if self._maintenance is not None:
             links["maintenance"] = self._maintenance.link
+        links["periodic"] = self._periodic.link
         for part in self._parts:
             link = links.get(part.name)
             # A call that hangs (a silent network) is cut; the part then reconnects.

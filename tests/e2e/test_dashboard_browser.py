@@ -14,10 +14,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 import pgcc
+from tests.helpers import q
 from tests.paths import DASHBOARD_TASKS, PGCC
 from tests.workers import FAST, WorkerFactory, copy_tasks, finished, wait_for
 
@@ -180,3 +183,20 @@ def test_cancel_button_stops_a_running_job(
     assert time.monotonic() - started < 10
     page.reload()
     expect(page.locator("h1")).to_contain_text("cancelled")
+
+
+def test_the_overview_lists_periodic_tasks_with_their_last_job(
+        page: Page, dashboard: Dashboard, client: pgcc.Client, db: psycopg.Connection[Any],
+        schema_name: str) -> None:
+    job_id = client.schedule_task("nightly", {})
+    db.execute(q(schema_name, """
+        INSERT INTO {}.periodic (task, schedule, timezone, last_tick, last_job_id)
+        VALUES ('nightly', '30 2 * * *', 'Europe/Berlin', '2026-03-29T01:00:00Z', %s)"""),
+               [job_id])
+    page.goto(dashboard.url + "/")
+    table = page.locator("table", has_text="Next run")
+    expect(table).to_contain_text("nightly")
+    expect(table).to_contain_text("Europe/Berlin")
+    expect(table).to_contain_text("2026-03-29 01:00:00 UTC")
+    table.locator(f"text=#{job_id}").click()
+    expect(page.locator("h1")).to_contain_text(f"Job #{job_id}")

@@ -5,8 +5,11 @@ body once when its job is delivered twice.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+import json
 import shutil
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from psycopg import sql
 
 import pgcc
 from tests import workers
-from tests.paths import MISC_TASKS
+from tests.paths import MISC_TASKS, run_cli
 from tests.workers import WorkerFactory, copy_tasks, finished, job_states, wait_for
 
 FAST = (*workers.FAST, "--concurrency", "4")
@@ -210,6 +213,28 @@ def test_serial_queue_runs_one_at_a_time_in_order(
     assert [j["queue"] for j in step_jobs] == ["serial_queue"] * 5
     assert [j["state"] for j in step_jobs] == ["done"] * 5
     assert [s["job_id"] for s in steps] == [j["id"] for j in step_jobs]
+
+
+def test_standup_reminder_is_declared_periodic_and_mails_once_a_day(
+        tasks_dir: Path, client: pgcc.Client, db: psycopg.Connection[Any], schema_name: str,
+        start_worker: WorkerFactory) -> None:
+    start_worker(tasks_dir, *FAST)
+    # Run by hand twice (as a redelivery would): the day's reminder is sent once.
+    first = finished(client, client.schedule_task("standup_reminder",
+                                                  {"to": "team@example.com"}))
+    second = finished(client, client.schedule_task("standup_reminder",
+                                                   {"to": "team@example.com"}))
+    sent = [finished(client, job.result["email_job"]).result["sent"]
+            for job in (first, second)]
+    assert sent == [True, False]
+    [reminder] = [entry for entry in json.loads(run_cli(
+        "periodic", "--json", "--dsn", client.dsn, "--schema", schema_name).stdout)
+        if entry["task"] == "standup_reminder"]
+    assert (reminder["schedule"], reminder["timezone"], reminder["parameters"]) == \
+        ("45 9 * * MON-FRI", "Europe/Berlin", {"to": "team@example.com"})
+    upcoming = dt.datetime.fromisoformat(reminder["next_run"]).astimezone(
+        zoneinfo.ZoneInfo("Europe/Berlin"))
+    assert (upcoming.hour, upcoming.minute) == (9, 45) and upcoming.weekday() < 5
 
 
 # --- the taskstate pattern ------------------------------------------------------------------

@@ -284,3 +284,28 @@ def test_without_the_extra_the_command_says_what_to_install() -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'pgcc[dashboard]'" in lines[0], result.stderr
+
+
+# ---- periodic tasks -----------------------------------------------------------------
+
+
+def test_overview_shows_periodic_tasks(client: pgcc.Client, db: psycopg.Connection[Any],
+                                       schema_name: str, pool: ConnectionPool[Any]) -> None:
+    assert "Periodic tasks" not in browser(pool, schema_name).get("/").text
+    job = client.schedule_task("nightly", {})
+    db.execute(q(schema_name, """
+        INSERT INTO {}.periodic (task, schedule, timezone, last_tick, last_job_id, due_after)
+        VALUES ('nightly', '30 2 * * *', 'Europe/Berlin', '2026-03-29T01:00:00Z', %s,
+                now() - interval '2 days'),
+               ('<b>old</b>', '* * * * *', 'UTC', NULL, NULL, now())"""), [job])
+    db.execute(q(schema_name, "UPDATE {}.periodic SET active = false WHERE task <> 'nightly'"))
+    text = re.sub(r"\s+", " ", browser(pool, schema_name).get("/").text)
+    assert "<h2>Periodic tasks</h2>" in text
+    # Not run for two days: its most recent tick is overdue (no worker runs it).
+    assert re.search(r'href="/jobs\?task=nightly">nightly</a></td> <td><code>30 2 \* \* \*'
+                     r"</code></td><td>Europe/Berlin</td> <td>\d{4}-\d\d-\d\d 0[01]:30:00 UTC "
+                     r'<span class="state state-failed">overdue</span></td> '
+                     r"<td>2026-03-29 01:00:00 UTC</td> "
+                     rf'<td><a href="/jobs/{job}">#{job}</a> <span class="state state-queued">'
+                     r"queued</span>", text), text
+    assert "&lt;b&gt;old&lt;/b&gt;" in text and '<span class="muted">inactive</span>' in text

@@ -134,3 +134,31 @@ def test_status_of_a_schema_that_does_not_exist(pg_dsn: str) -> None:
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1
     assert "t_never_created" in result.stderr
+
+
+# ---- periodic tasks -----------------------------------------------------------------
+
+
+def test_status_lists_periodic_tasks(pg_dsn: str, schema_name: str,
+                                     db: psycopg.Connection[Any]) -> None:
+    assert status_json(pg_dsn, schema_name)["periodic"] == []
+    assert "periodic" not in status(pg_dsn, schema_name).stdout
+    # A nightly schedule in Berlin whose last tick's job ran; a retired one.
+    job_id = db.execute(sql.SQL("SELECT {}.schedule_task('nightly')").format(
+        sql.Identifier(schema_name))).fetchone()[0]  # type: ignore[index]
+    db.execute(sql.SQL("""
+        INSERT INTO {}.periodic (task, schedule, timezone, last_tick, last_job_id, active)
+        VALUES ('nightly', '30 2 * * *', 'Europe/Berlin', '2026-03-29T01:00:00Z', %s, true),
+               ('old', '* * * * *', 'UTC', NULL, NULL, false)""").format(
+        sql.Identifier(schema_name)), [job_id])
+    nightly, old = status_json(pg_dsn, schema_name)["periodic"]
+    assert nightly["task"] == "nightly" and nightly["active"] and not nightly["overdue"]
+    assert nightly["last_job"] == {"id": job_id, "state": "queued"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT(00|01):30:00\+00:00", nightly["next_run"])
+    assert old["next_run"] is None and not old["active"]
+    text = status(pg_dsn, schema_name).stdout
+    assert "periodic (2)" in text
+    assert (f"  nightly  30 2 * * * (Europe/Berlin)  next {nightly['next_run']}  last "
+            f"2026-03-29T01:00:00+00:00 job #{job_id} queued") in text
+    assert "  old  * * * * * (UTC)  next inactive (its module has no schedule any more)  " \
+           "last -" in text

@@ -4,6 +4,7 @@ test writes its own module; no worker and no database are involved."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,46 @@ def test_every_example_task_loads() -> None:
     assert broken == []
     assert sorted(tasks) == sorted(p.stem for p in module_paths(EXAMPLE_TASKS))
     assert "send_email" in tasks and tasks["send_email"].is_async
+
+
+# ---- periodic tasks ---------------------------------------------------------------
+
+
+def test_a_schedule_makes_a_task_periodic_and_travels_in_its_info(tmp_path: Path) -> None:
+    task = load(module(tmp_path, "nightly", 'schedule = "30 2 * * *"\n'
+                       'schedule_timezone = "Europe/Berlin"\n'
+                       'schedule_parameters = {"full": True, "tables": ["a", "b"]}\n'
+                       "def run(params):\n    pass\n"))
+    assert task.periodic is not None
+    assert task.periodic.cron.expression == "30 2 * * *"
+    assert task.periodic.cron.timezone == "Europe/Berlin"
+    assert task.periodic.parameters == '{"full":true,"tables":["a","b"]}'
+    assert task.info().periodic == task.periodic
+
+
+def test_a_schedule_defaults_to_utc_and_no_parameters(tmp_path: Path) -> None:
+    task = load(module(tmp_path, "t", 'schedule = "*/5 * * * *"\ndef run(params):\n    pass\n'))
+    assert task.periodic is not None
+    assert task.periodic.cron.timezone == "UTC" and task.periodic.parameters == "{}"
+    assert load(module(tmp_path, "u", "def run(params):\n    pass\n")).periodic is None
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    ('schedule = "*/5 * * *"', r"t\.py: schedule '\*/5 \* \* \*' must have five fields"),
+    ('schedule = "0 25 * * *"', r"t\.py: schedule '0 25 \* \* \*' is not a valid cron "
+                                "expression: bad hour"),
+    ("schedule = 300", r"t\.py: schedule must be a cron expression \(a string\), not int"),
+    ('schedule = "* * * * *"\nschedule_timezone = "Berlin"',
+     r"t\.py: schedule_timezone 'Berlin' is not a known IANA time zone"),
+    ('schedule = "* * * * *"\nschedule_parameters = [1]',
+     r"t\.py: schedule_parameters must be a JSON object \(a dict\), not list"),
+    ('schedule = "* * * * *"\nschedule_parameters = {"at": object()}',
+     r"t\.py: schedule_parameters: at is a object, which does not survive JSON"),
+    ('schedule_parameters = {"a": 1}', r"t\.py: schedule_parameters is set but schedule is not"),
+])
+def test_a_bad_schedule_makes_the_module_broken_saying_what(
+        tmp_path: Path, lines: str, message: str) -> None:
+    broken = try_load(module(tmp_path, "t", lines + "\ndef run(params):\n    pass\n"))
+    assert isinstance(broken, BrokenTask)
+    assert broken.path == tmp_path / "t.py"
+    assert re.search(message, broken.error), broken.error

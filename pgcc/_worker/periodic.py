@@ -1,0 +1,160 @@
+"""Periodic tasks in a worker: declare its tasks' schedules, schedule their ticks.
+
+Every worker runs this part, leader or not: at its start it declares the
+schedules of its task modules (the table `periodic`; the last worker to start
+wins when two disagree) and retires those of its tasks that have none any
+more. A worker with periodic tasks then wakes at each of their ticks (and
+every CHECK_INTERVAL, to see a schedule another worker declared), and
+schedules the most recent due tick of each through periodic_tick. The
+database, not leadership, makes a tick one job: every worker with the task
+tries it, one succeeds; so a tick is scheduled as long as any worker with
+the task runs, whichever leads. Ticks are computed from the database's
+clock, which all workers share.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import NamedTuple, cast
+
+from pgcc._cron import Cron
+from pgcc._database import Link, StatementFailed, named_row
+from pgcc._policy import ErrorClass, classify, describe
+from pgcc._queries import for_schema
+from pgcc._worker.config import Backoff, WorkerConfig
+from pgcc.errors import ScheduleError
+
+log = logging.getLogger("pgcc.worker")
+
+# The longest pause between two reads of the schedules: a schedule declared by
+# another worker (which wins) is followed within this time.
+CHECK_INTERVAL = 5.0
+# Woken this late after a tick, the database's clock has surely passed it.
+WAKE_MARGIN = 0.01
+
+
+class DueRow(NamedTuple):
+    task: str
+    schedule: str
+    timezone: str
+    due_after: dt.datetime
+    now: dt.datetime
+
+
+DUE = named_row(DueRow)
+
+
+class PeriodicScheduler:
+    def __init__(self, config: WorkerConfig) -> None:
+        self._queries = for_schema(config.schema)
+        self._declared = {name: info.periodic for name, info in config.tasks.items()
+                          if info.periodic is not None}
+        self._unscheduled = sorted(set(config.tasks) - set(self._declared))
+        self.link = Link(config.dsn, application_name="pgcc worker periodic")
+        self._pending_declaration = True
+        self._backoff = Backoff()
+        # What was already logged, so that a problem is told once, not every check.
+        self._failed_ticks: dict[str, dt.datetime] = {}
+        self._unusable: set[tuple[str, str, str]] = set()
+        self._overruled: set[tuple[str, str, str]] = set()
+
+    def step(self) -> float:
+        """Declare (once), then schedule what is due; returns the seconds until
+        the next look."""
+        try:
+            if self._pending_declaration:
+                self._declare()
+                self._pending_declaration = False
+            if not self._declared:
+                # Nothing of this worker's is periodic: the part only waits.
+                self.link.close()
+                return CHECK_INTERVAL
+            pause = self._schedule_due()
+        except StatementFailed as failure:
+            if classify(failure.cause) is ErrorClass.CONNECTION:
+                self.link.close()
+                log.warning("periodic: database unavailable (%s); retrying",
+                            describe(failure.cause))
+            else:
+                log.error("periodic: %s failed: %s", failure.name, describe(failure.cause))
+            return self._backoff.next_delay()
+        self._backoff.reset()
+        return pause
+
+    def _declare(self) -> None:
+        schedules = sorted(self._declared.items())
+        self.link.transactions([[
+            ("periodic_declare", self._queries["periodic_declare"], {
+                "tasks": [name for name, _ in schedules],
+                "schedules": [p.cron.expression for _, p in schedules],
+                "timezones": [p.cron.timezone for _, p in schedules],
+                "parameters": [p.parameters for _, p in schedules],
+            }),
+            ("periodic_retire", self._queries["periodic_retire"],
+             {"tasks": self._unscheduled}),
+        ]])
+        for name, periodic in schedules:
+            log.info("periodic: %s runs at %r (%s)", name, periodic.cron.expression,
+                     periodic.cron.timezone)
+
+    def _schedule_due(self) -> float:
+        rows = cast(list[DueRow], self.link.transactions([[
+            ("periodic_due", self._queries["periodic_due"], {"tasks": sorted(self._declared)},
+             DUE)]])[0][0])
+        pause = CHECK_INTERVAL
+        for row in rows:
+            cron = self._cron(row)
+            if cron is None:
+                continue
+            latest = cron.latest_at_or_before(row.now)
+            if latest is not None and latest > row.due_after:
+                self._tick(row, latest)
+            upcoming = cron.next_after(row.now)
+            if upcoming is not None:
+                pause = min(pause, (upcoming - row.now).total_seconds() + WAKE_MARGIN)
+        return max(pause, WAKE_MARGIN)
+
+    def _cron(self, row: DueRow) -> Cron | None:
+        """The row's schedule, which may be another worker's (the last declared)."""
+        own = self._declared[row.task].cron
+        key = (row.task, row.schedule, row.timezone)
+        if (own.expression, own.timezone) != (row.schedule, row.timezone) \
+                and key not in self._overruled:
+            self._overruled.add(key)
+            log.warning("periodic: %s: another worker declared %r (%s) after this one's %r "
+                        "(%s); the last declared applies to every worker", row.task,
+                        row.schedule, row.timezone, own.expression, own.timezone)
+        try:
+            return Cron.parse(row.schedule, row.timezone)
+        except ScheduleError as exc:
+            # Declared by a worker of another version, perhaps: this one skips it.
+            if key not in self._unusable:
+                self._unusable.add(key)
+                log.error("periodic: %s: cannot use the schedule in the database: %s",
+                          row.task, exc)
+            return None
+
+    def _tick(self, row: DueRow, tick: dt.datetime) -> None:
+        if self._failed_ticks.get(row.task) == tick:
+            return
+        try:
+            job_id = self.link.transactions([[
+                ("periodic_tick", self._queries["periodic_tick"], {
+                    "task": row.task, "schedule": row.schedule, "timezone": row.timezone,
+                    "tick": tick})]])[0][0][0][0]
+        except StatementFailed as failure:
+            if classify(failure.cause) is ErrorClass.CONNECTION:
+                raise
+            # Refused (schedule_parameters too large for the database's limit,
+            # say): told once; the next tick is tried again.
+            self._failed_ticks[row.task] = tick
+            log.error("periodic: %s: the tick of %s was not scheduled: %s", row.task,
+                      tick.isoformat(), describe(failure.cause))
+            return
+        if job_id is not None:
+            log.info("periodic: %s: tick %s scheduled as job %d", row.task, tick.isoformat(),
+                     job_id)
+
+    def close(self) -> None:
+        self.link.close()
