@@ -19,6 +19,7 @@ class ClaimedRow(NamedTuple):
     attempts: int
     run_at: str  # as text: the claim's next position (see the claim query)
     token: int
+    timeout: float | None = None  # the job's own; None: its task module's
 
 
 class HandedRow(NamedTuple):
@@ -33,6 +34,7 @@ class HandedRow(NamedTuple):
     attempts: int
     run_at: str
     token: int
+    timeout: float | None = None
 
 
 class IdRow(NamedTuple):

@@ -141,9 +141,10 @@ class JobContext(_JobFields):
 
     def schedule_task(self, task: str, parameters: dict[str, Any] | None = None, *,
                       at: Any = None, after: Delay | None = None,
-                      queue: str | None = None) -> int:
+                      queue: str | None = None, **options: Any) -> int:
+        """As Client.schedule_task; options: key, priority, max_attempts, timeout."""
         return self._env.sync_client().schedule_task(task, parameters, at=at, after=after,
-                                                     queue=queue)
+                                                     queue=queue, **options)
 
     @property
     def taskstate(self) -> TaskStates:
@@ -155,9 +156,10 @@ class AsyncJobContext(_JobFields):
 
     async def schedule_task(self, task: str, parameters: dict[str, Any] | None = None, *,
                             at: Any = None, after: Delay | None = None,
-                            queue: str | None = None) -> int:
+                            queue: str | None = None, **options: Any) -> int:
+        """As AsyncClient.schedule_task; options: key, priority, max_attempts, timeout."""
         return await self._env.aio_client().schedule_task(task, parameters, at=at,
-                                                          after=after, queue=queue)
+                                                          after=after, queue=queue, **options)
 
     @property
     def taskstate(self) -> AsyncTaskStates:
@@ -166,7 +168,7 @@ class AsyncJobContext(_JobFields):
 
 def _run(env: _Environment, order: JobOrder) -> tuple[JobState, str | None, str | None]:
     """Run one job: its state, result (JSON text) and error."""
-    job_id, task_name, parameters, attempt, queue, _ = order
+    job_id, task_name, parameters, attempt, queue = order[:5]
     try:
         task = env.task(task_name)
         params = json.loads(parameters)

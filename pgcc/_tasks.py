@@ -12,10 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pgcc._validation import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT, check_name
-
-# A longer timeout than this (a year) is a mistake, and would overflow timers.
-MAX_TIMEOUT = 366 * 24 * 3600.0
+from pgcc._validation import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT, check_name
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@
 -- reader and are not sent (pgcc/queries.py).
 
 -- name: schedule_task
-SELECT {schema}.schedule_task(%(task)s, %(parameters)s::jsonb, %(at)s, %(after)s, %(queue)s);
+SELECT {schema}.schedule_task(%(task)s, %(parameters)s::jsonb, %(at)s, %(after)s, %(queue)s,
+                              %(key)s, %(priority)s, %(max_attempts)s, %(timeout)s);
 
 -- name: schedule_tasks
 SELECT {schema}.schedule_tasks(%(jobs)s::jsonb);
@@ -17,7 +18,7 @@ SELECT coalesce({schema}.cancel_job(%(job_id)s), false);
 -- name: get_job
 SELECT id, task, parameters, queue, state, scheduled_at, run_at, attempts, max_attempts,
        created_at, started_at, finished_at, heartbeat_at, worker_id, error, result,
-       attempt_errors, cancel_requested_at, history
+       attempt_errors, cancel_requested_at, history, key, priority, timeout
 FROM {schema}.jobs WHERE id = %(job_id)s;
 
 -- ---- seeing and acting on jobs (issue 15) ------------------------------------
@@ -26,7 +27,7 @@ FROM {schema}.jobs WHERE id = %(job_id)s;
 -- The newest jobs first, each filter optional (NULL: any).
 SELECT id, task, parameters, queue, state, scheduled_at, run_at, attempts, max_attempts,
        created_at, started_at, finished_at, heartbeat_at, worker_id, error, result,
-       attempt_errors, cancel_requested_at, history
+       attempt_errors, cancel_requested_at, history, key, priority, timeout
 FROM {schema}.jobs
 WHERE (%(state)s::text IS NULL OR state = %(state)s::text)
   AND (%(task)s::text IS NULL OR task = %(task)s::text)
@@ -217,7 +218,7 @@ WITH heads AS (
         ARRAY(SELECT id FROM picked WHERE queue IS NULL UNION ALL SELECT job_id FROM locked),
         %(worker)s, %(tasks)s::text[], %(max_attempts)s::int[])
 )
-SELECT id, task, parameters, queue, attempts, run_at::text, token FROM claimed
+SELECT id, task, parameters, queue, attempts, run_at::text, token, timeout FROM claimed
 ORDER BY run_at, id;
 
 -- name: running_of_worker
@@ -333,10 +334,11 @@ WITH outcome AS (
     SET job_id = excluded.job_id, task = excluded.task, run_at = excluded.run_at
 )
 SELECT false AS started, id, NULL::text AS task, NULL::text AS parameters, NULL::text AS queue,
-       NULL::int AS attempts, NULL::text AS run_at, NULL::bigint AS token
+       NULL::int AS attempts, NULL::text AS run_at, NULL::bigint AS token,
+       NULL::float8 AS timeout
 FROM finished
 UNION ALL
-SELECT true, id, task, parameters, queue, attempts, run_at::text, token FROM started;
+SELECT true, id, task, parameters, queue, attempts, run_at::text, token, timeout FROM started;
 
 -- name: refresh_heads
 -- Last in a transaction of retries and put-backs: the heads of the queues

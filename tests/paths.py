@@ -16,6 +16,7 @@ TEST_TASKS = TESTS / "tasks"
 WORKER_TASKS = TEST_TASKS / "worker"
 CTX_TASKS = TEST_TASKS / "ctx"
 MISC_TASKS = TEST_TASKS / "misc"
+OPTIONS_TASKS = TEST_TASKS / "options"
 DASHBOARD_TASKS = TEST_TASKS / "dashboard"
 # The `pgcc` command of the Python running the tests (the venv's).
 PGCC = str(Path(sys.executable).parent / "pgcc")

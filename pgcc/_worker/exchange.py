@@ -503,7 +503,7 @@ class Exchange:
         orders = []
         for row in rows:
             orders.append(JobOrder(row.id, row.task, row.parameters, row.attempts, row.queue,
-                                   row.token))
+                                   row.token, row.timeout))
             self._ledger.add((row.id, row.token))
         if orders:
             assert self._pool is not None

@@ -24,6 +24,8 @@ class JobOrder(NamedTuple):
     queue: str | None
     # The fencing token of this claim: every outcome of it is conditional on it.
     token: int
+    # The job's own timeout in seconds; None: its task module's (or the worker's).
+    timeout: float | None = None
 
 
 class Ready(NamedTuple):

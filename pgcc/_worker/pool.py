@@ -391,7 +391,8 @@ class Pool:
                 continue
             child = targets[position]
             job = RunningJob(order.id, order.task, order.attempt, order.token, order.queue,
-                             timeouts[order.task], now, now if not child.jobs else None)
+                             order.timeout or timeouts[order.task], now,
+                             now if not child.jobs else None)
             child.jobs.append(job)
             batch = batches.get(child)
             if batch is None:

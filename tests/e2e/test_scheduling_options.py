@@ -1,0 +1,58 @@
+"""Scheduling options with real workers: a job's own timeout and max_attempts
+win over its task module's (docs/scheduling.md)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import pgcc
+from tests.paths import OPTIONS_TASKS
+from tests.workers import WorkerFactory, copy_tasks, finished, print_worker_logs, wait_for
+
+
+@pytest.fixture(autouse=True)
+def _show_worker_logs(start_worker: WorkerFactory, db: psycopg.Connection[Any],
+                      schema_name: str) -> Iterator[None]:
+    yield
+    print_worker_logs(start_worker, db, schema_name)
+
+
+def records(log: Path) -> list[dict[str, Any]]:
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_a_jobs_timeout_stops_it_though_its_module_sets_none(
+        client: pgcc.Client, start_worker: WorkerFactory, tmp_path: Path) -> None:
+    tasks = copy_tasks(tmp_path / "tasks", OPTIONS_TASKS, "sleeper")
+    log = tmp_path / "runs.jsonl"
+    start_worker(tasks, "--poll-interval", "0.2")
+    job_id = client.schedule_task("sleeper", {"log": str(log), "seconds": 60}, timeout=1,
+                                  max_attempts=1)
+    started = wait_for(lambda: records(log), 30, "the job to start")[0]["t"]
+    job = finished(client, job_id, 30)
+    stopped = time.time()
+    assert job.state == "dead"
+    assert "timed out after 1 s" in (job.error or "")
+    assert job.timeout == 1.0
+    assert stopped - started < 10
+
+
+def test_a_jobs_max_attempts_wins_over_its_modules(
+        client: pgcc.Client, start_worker: WorkerFactory, tmp_path: Path) -> None:
+    tasks = copy_tasks(tmp_path / "tasks", OPTIONS_TASKS, "crashing")
+    log = tmp_path / "runs.jsonl"
+    start_worker(tasks, "--poll-interval", "0.2")
+    once = client.schedule_task("crashing", {"log": str(log)}, max_attempts=1)
+    job = finished(client, once, 30)
+    assert job.state == "dead"
+    assert (job.attempts, job.max_attempts) == (1, 1)
+    assert [r["job"] for r in records(log)] == [once]
