@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 import pgcc
 from tests.paths import run_cli
@@ -157,7 +158,7 @@ def test_bad_options_are_refused_by_every_door_and_nothing_is_written(
     with pytest.raises(psycopg.errors.InvalidParameterValue,
                        match=f"jobs\\[1\\].{message}"):
         db.execute(sql.SQL("SELECT {}.schedule_tasks(%s)").format(sql.Identifier(schema_name)),
-                   [psycopg.types.json.Jsonb([{"task": "t"}, {"task": "t", **options}])])
+                   [Jsonb([{"task": "t"}, {"task": "t", **options}])])
     (name, value), = options.items()
     cli = run_cli("schedule", "t", "{}", f"--{name.replace('_', '-')}", str(value),
                   "--dsn", pg_dsn, "--schema", schema_name)
