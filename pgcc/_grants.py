@@ -32,7 +32,7 @@ class Grant(str, enum.Enum):
 DOORS = ("schedule_task(text, jsonb, timestamptz, bigint, text, text, integer, integer,"
          " double precision)", "schedule_tasks(jsonb)",
          "cancel_job(bigint)")
-TABLES = ("jobs", "workers", "queue_locks", "queue_heads", "taskstate")
+TABLES = ("jobs", "workers", "queue_locks", "queue_heads", "taskstate", "paused_queues")
 READ_ONLY_TABLES = ("settings", "schema_migrations")
 
 

@@ -20,6 +20,8 @@ class ClaimedRow(NamedTuple):
     run_at: str  # as text: the claim's next position (see the claim query)
     token: int
     timeout: float | None = None  # the job's own; None: its task module's
+    # Only rows of priority 0 move the claim's position (see the claim).
+    priority: int = 0
 
 
 class HandedRow(NamedTuple):
@@ -35,6 +37,7 @@ class HandedRow(NamedTuple):
     run_at: str
     token: int
     timeout: float | None = None
+    priority: int | None = None
 
 
 class IdRow(NamedTuple):

@@ -150,7 +150,7 @@ CREATE TABLE queue_heads (
     task text NOT NULL,
     run_at timestamptz NOT NULL
 );
--- Room for priorities: (task, priority, run_at) when they come.
+-- Heads of another priority than 0: queue_heads_prioritized (migration 0009).
 CREATE INDEX queue_heads_ready ON queue_heads (task, run_at);
 
 -- ---- functions --------------------------------------------------------------
@@ -331,39 +331,6 @@ $$;
 CREATE TRIGGER queue_heads_notify AFTER INSERT ON queue_heads
     REFERENCING NEW TABLE AS added
     FOR EACH STATEMENT EXECUTE FUNCTION notify_new_heads();
-
--- The heads of the named queues, recomputed from what is committed, under
--- the queues' advisory locks (taken in order; the caller may hold some
--- already). The recomputation is a statement of its own, after the locks: it
--- sees all that committed before they were taken.
-CREATE FUNCTION refresh_queue_heads(space integer, queues text[]) RETURNS void
-LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
-BEGIN
-    IF cardinality(queues) = 0 THEN
-        RETURN;
-    END IF;
-    PERFORM pg_advisory_xact_lock(space, hashtext(n))
-    FROM (SELECT DISTINCT n FROM unnest(queues) AS n ORDER BY n) d;
-    WITH heads AS (
-        SELECT q.name, h.id, h.task, h.run_at
-        FROM (SELECT DISTINCT n FROM unnest(queues) AS n) AS q(name)
-        LEFT JOIN LATERAL (
-            SELECT j.id, j.task, j.run_at FROM jobs j
-            WHERE j.queue = q.name AND j.state = 'queued'
-              AND NOT EXISTS (SELECT FROM queue_locks l WHERE l.queue = q.name)
-            ORDER BY j.scheduled_at, j.id LIMIT 1
-        ) h ON true
-    ), emptied AS (
-        DELETE FROM queue_heads d USING heads h WHERE d.queue = h.name AND h.id IS NULL
-    )
-    INSERT INTO queue_heads AS d (queue, job_id, task, run_at)
-    SELECT name, id, task, run_at FROM heads WHERE id IS NOT NULL
-    ON CONFLICT (queue) DO UPDATE
-    SET job_id = excluded.job_id, task = excluded.task, run_at = excluded.run_at
-    WHERE (d.job_id, d.task, d.run_at) IS DISTINCT FROM
-          (excluded.job_id, excluded.task, excluded.run_at);
-END;
-$$;
 
 -- Takes in up to `batch` touched jobs: the heads of their queues are
 -- recomputed and the jobs no longer touched. A queue whose advisory lock is
@@ -832,11 +799,11 @@ LANGUAGE sql VOLATILE SET search_path FROM CURRENT AS $$
 $$;
 
 -- start_jobs as in migration 0007, also returning the job's own timeout
--- (NULL: the task module's), which the worker enforces.
+-- (NULL: the task module's), which the worker enforces, and its priority.
 CREATE FUNCTION start_jobs(job_ids bigint[], by_worker bigint, worker_tasks text[],
                            tasks_max_attempts integer[])
 RETURNS TABLE (id bigint, task text, parameters text, queue text, attempts integer,
-               run_at timestamptz, token bigint, timeout double precision)
+               run_at timestamptz, token bigint, timeout double precision, priority smallint)
 LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
 #variable_conflict use_column
 BEGIN
@@ -849,7 +816,102 @@ BEGIN
             WHERE t.name = j.task))
     WHERE j.id = ANY(job_ids) AND j.state = 'queued'
     RETURNING j.id, j.task, j.parameters::text, j.queue, j.attempts, j.run_at, j.token,
-              j.timeout;
+              j.timeout, j.priority;
+END;
+$$;
+
+-- priority: among due jobs, higher first. A queue still runs in its own order
+-- (scheduled_at, id), so a priority orders queue heads among themselves and
+-- jobs without a queue. The claim reads the jobs of priority 0 as before, and
+-- those of another priority through the partial indexes below, which hold
+-- only them: when every job has priority 0 (the common case) they are empty
+-- and a claim pays one look into each.
+ALTER TABLE queue_heads ADD COLUMN priority smallint NOT NULL DEFAULT 0;
+CREATE INDEX queue_heads_prioritized ON queue_heads (task, priority DESC, run_at)
+    WHERE priority <> 0;
+CREATE INDEX jobs_claim_free_prioritized ON jobs (priority DESC, run_at, id)
+    WHERE state = 'queued' AND queue IS NULL AND priority <> 0;
+
+-- Paused queues: their jobs stay queued and no worker starts one. A paused
+-- queue has no row in queue_heads (refresh_queue_heads leaves it out), so
+-- its waiting jobs cost a claim nothing; pause_queue and resume_queue touch
+-- the queue's jobs so that the next claim takes the change in, and the claim
+-- and a queue's hand-over also check this table, for the moment between.
+-- A queue may be paused before it has any job: it stays paused for the jobs
+-- that come later.
+CREATE TABLE paused_queues (
+    queue text PRIMARY KEY,
+    paused_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- True when the queue was not paused before.
+CREATE FUNCTION pause_queue(queue text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    name text := queue;
+BEGIN
+    PERFORM check_name('queue', name);
+    INSERT INTO paused_queues AS p (queue) VALUES (name) ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE jobs j SET queue_touched = true
+    WHERE j.queue = name AND j.state = 'queued' AND NOT j.queue_touched;
+    RETURN true;
+END;
+$$;
+
+-- True when the queue was paused. Its head is taken in by the next claim,
+-- which the NOTIFY wakes at once.
+CREATE FUNCTION resume_queue(queue text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    name text := queue;
+BEGIN
+    PERFORM check_name('queue', name);
+    DELETE FROM paused_queues p WHERE p.queue = name;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE jobs j SET queue_touched = true
+    WHERE j.queue = name AND j.state = 'queued' AND NOT j.queue_touched;
+    PERFORM pg_notify('pgcc.' || current_schema(), '');
+    RETURN true;
+END;
+$$;
+
+-- The heads of the named queues, recomputed from what is committed, under
+-- the queues' advisory locks (taken in order; the caller may hold some
+-- already), with each head's priority; no head for a paused queue (as in
+-- migration 0007 otherwise).
+CREATE FUNCTION refresh_queue_heads(space integer, queues text[]) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+BEGIN
+    IF cardinality(queues) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(space, hashtext(n))
+    FROM (SELECT DISTINCT n FROM unnest(queues) AS n ORDER BY n) d;
+    WITH heads AS (
+        SELECT q.name, h.id, h.task, h.run_at, h.priority
+        FROM (SELECT DISTINCT n FROM unnest(queues) AS n) AS q(name)
+        LEFT JOIN LATERAL (
+            SELECT j.id, j.task, j.run_at, j.priority FROM jobs j
+            WHERE j.queue = q.name AND j.state = 'queued'
+              AND NOT EXISTS (SELECT FROM queue_locks l WHERE l.queue = q.name)
+              AND NOT EXISTS (SELECT FROM paused_queues p WHERE p.queue = q.name)
+            ORDER BY j.scheduled_at, j.id LIMIT 1
+        ) h ON true
+    ), emptied AS (
+        DELETE FROM queue_heads d USING heads h WHERE d.queue = h.name AND h.id IS NULL
+    )
+    INSERT INTO queue_heads AS d (queue, job_id, task, run_at, priority)
+    SELECT name, id, task, run_at, priority FROM heads WHERE id IS NOT NULL
+    ON CONFLICT (queue) DO UPDATE
+    SET job_id = excluded.job_id, task = excluded.task, run_at = excluded.run_at,
+        priority = excluded.priority
+    WHERE (d.job_id, d.task, d.run_at, d.priority) IS DISTINCT FROM
+          (excluded.job_id, excluded.task, excluded.run_at, excluded.priority);
 END;
 $$;
 
@@ -857,8 +919,8 @@ $$;
 
 -- ---- privileges -------------------------------------------------------------
 
--- The SQL doors (schedule_task, schedule_tasks, cancel_job, retry_job) run with their
--- owner's rights, with the search path pinned to this schema (and pg_temp
+-- The SQL doors (schedule_task, schedule_tasks, cancel_job, retry_job,
+-- pause_queue, resume_queue) run with their owner's rights, with the search path pinned to this schema (and pg_temp
 -- last, where nobody can put a table in their way). PUBLIC may execute no
 -- function here: `pgcc grant enqueue ROLE` gives a role the doors and nothing
 -- else, so it can neither read other jobs nor write a row the doors refuse.
@@ -874,6 +936,10 @@ BEGIN
     EXECUTE format('ALTER FUNCTION %1$I.cancel_job(bigint)'
                    ' SECURITY DEFINER SET search_path = %1$I, pg_temp', here);
     EXECUTE format('ALTER FUNCTION %1$I.retry_job(bigint)'
+                   ' SECURITY DEFINER SET search_path = %1$I, pg_temp', here);
+    EXECUTE format('ALTER FUNCTION %1$I.pause_queue(text)'
+                   ' SECURITY DEFINER SET search_path = %1$I, pg_temp', here);
+    EXECUTE format('ALTER FUNCTION %1$I.resume_queue(text)'
                    ' SECURITY DEFINER SET search_path = %1$I, pg_temp', here);
     EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM PUBLIC', here);
     EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I REVOKE EXECUTE ON FUNCTIONS '

@@ -26,6 +26,8 @@ class JobOrder(NamedTuple):
     token: int
     # The job's own timeout in seconds; None: its task module's (or the worker's).
     timeout: float | None = None
+    # Higher runs first among the jobs a claim hands over at once.
+    priority: int = 0
 
 
 class Ready(NamedTuple):

@@ -441,12 +441,12 @@ LANGUAGE sql VOLATILE SET search_path FROM CURRENT AS $$
 $$;
 
 -- start_jobs as in migration 0007, also returning the job's own timeout
--- (NULL: the task module's), which the worker enforces.
+-- (NULL: the task module's), which the worker enforces, and its priority.
 DROP FUNCTION start_jobs(bigint[], bigint, text[], integer[]);
 CREATE FUNCTION start_jobs(job_ids bigint[], by_worker bigint, worker_tasks text[],
                            tasks_max_attempts integer[])
 RETURNS TABLE (id bigint, task text, parameters text, queue text, attempts integer,
-               run_at timestamptz, token bigint, timeout double precision)
+               run_at timestamptz, token bigint, timeout double precision, priority smallint)
 LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
 #variable_conflict use_column
 BEGIN
@@ -459,7 +459,100 @@ BEGIN
             WHERE t.name = j.task))
     WHERE j.id = ANY(job_ids) AND j.state = 'queued'
     RETURNING j.id, j.task, j.parameters::text, j.queue, j.attempts, j.run_at, j.token,
-              j.timeout;
+              j.timeout, j.priority;
+END;
+$$;
+
+-- priority: among due jobs, higher first. A queue still runs in its own order
+-- (scheduled_at, id), so a priority orders queue heads among themselves and
+-- jobs without a queue. The claim reads the jobs of priority 0 as before, and
+-- those of another priority through the partial indexes below, which hold
+-- only them: when every job has priority 0 (the common case) they are empty
+-- and a claim pays one look into each.
+ALTER TABLE queue_heads ADD COLUMN priority smallint NOT NULL DEFAULT 0;
+CREATE INDEX queue_heads_prioritized ON queue_heads (task, priority DESC, run_at)
+    WHERE priority <> 0;
+CREATE INDEX jobs_claim_free_prioritized ON jobs (priority DESC, run_at, id)
+    WHERE state = 'queued' AND queue IS NULL AND priority <> 0;
+
+-- Paused queues: their jobs stay queued and no worker starts one. A paused
+-- queue has no row in queue_heads (refresh_queue_heads leaves it out), so
+-- its waiting jobs cost a claim nothing; pause_queue and resume_queue touch
+-- the queue's jobs so that the next claim takes the change in, and the claim
+-- and a queue's hand-over also check this table, for the moment between.
+-- A queue may be paused before it has any job: it stays paused for the jobs
+-- that come later.
+CREATE TABLE paused_queues (
+    queue text PRIMARY KEY,
+    paused_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- True when the queue was not paused before.
+CREATE FUNCTION pause_queue(queue text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    name text := queue;
+BEGIN
+    PERFORM check_name('queue', name);
+    INSERT INTO paused_queues AS p (queue) VALUES (name) ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE jobs j SET queue_touched = true
+    WHERE j.queue = name AND j.state = 'queued' AND NOT j.queue_touched;
+    RETURN true;
+END;
+$$;
+
+-- True when the queue was paused. Its head is taken in by the next claim,
+-- which the NOTIFY wakes at once.
+CREATE FUNCTION resume_queue(queue text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    name text := queue;
+BEGIN
+    PERFORM check_name('queue', name);
+    DELETE FROM paused_queues p WHERE p.queue = name;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE jobs j SET queue_touched = true
+    WHERE j.queue = name AND j.state = 'queued' AND NOT j.queue_touched;
+    PERFORM pg_notify('pgcc.' || current_schema(), '');
+    RETURN true;
+END;
+$$;
+
+-- refresh_queue_heads as in migration 0007, with each head's priority, and
+-- no head for a paused queue.
+CREATE OR REPLACE FUNCTION refresh_queue_heads(space integer, queues text[]) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+BEGIN
+    IF cardinality(queues) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(space, hashtext(n))
+    FROM (SELECT DISTINCT n FROM unnest(queues) AS n ORDER BY n) d;
+    WITH heads AS (
+        SELECT q.name, h.id, h.task, h.run_at, h.priority
+        FROM (SELECT DISTINCT n FROM unnest(queues) AS n) AS q(name)
+        LEFT JOIN LATERAL (
+            SELECT j.id, j.task, j.run_at, j.priority FROM jobs j
+            WHERE j.queue = q.name AND j.state = 'queued'
+              AND NOT EXISTS (SELECT FROM queue_locks l WHERE l.queue = q.name)
+              AND NOT EXISTS (SELECT FROM paused_queues p WHERE p.queue = q.name)
+            ORDER BY j.scheduled_at, j.id LIMIT 1
+        ) h ON true
+    ), emptied AS (
+        DELETE FROM queue_heads d USING heads h WHERE d.queue = h.name AND h.id IS NULL
+    )
+    INSERT INTO queue_heads AS d (queue, job_id, task, run_at, priority)
+    SELECT name, id, task, run_at, priority FROM heads WHERE id IS NOT NULL
+    ON CONFLICT (queue) DO UPDATE
+    SET job_id = excluded.job_id, task = excluded.task, run_at = excluded.run_at,
+        priority = excluded.priority
+    WHERE (d.job_id, d.task, d.run_at, d.priority) IS DISTINCT FROM
+          (excluded.job_id, excluded.task, excluded.run_at, excluded.priority);
 END;
 $$;
 
@@ -477,6 +570,10 @@ BEGIN
                    ' SECURITY DEFINER SET search_path = %1$I, pg_temp', here);
     EXECUTE format('ALTER FUNCTION %1$I.retry_job(bigint)'
                    ' SECURITY DEFINER SET search_path = %1$I, pg_temp', here);
+    EXECUTE format('ALTER FUNCTION %1$I.pause_queue(text)'
+                   ' SECURITY DEFINER SET search_path = %1$I, pg_temp', here);
+    EXECUTE format('ALTER FUNCTION %1$I.resume_queue(text)'
+                   ' SECURITY DEFINER SET search_path = %1$I, pg_temp', here);
     EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM PUBLIC', here);
     FOR grantee IN
         SELECT DISTINCT r.rolname FROM pg_proc p
@@ -489,7 +586,17 @@ BEGIN
                        ' bigint, text, text, integer, integer, double precision) TO %2$I',
                        here, grantee);
     END LOOP;
-    -- A worker role (pgcc grant worker) has every function: the new ones too.
+    -- A role that reads the tables (pgcc grant read, worker) reads the new one too.
+    FOR grantee IN
+        SELECT DISTINCT r.rolname FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
+        JOIN pg_roles r ON r.oid = a.grantee
+        WHERE n.nspname = here AND c.relname = 'settings' AND a.privilege_type = 'SELECT'
+          AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE format('GRANT SELECT ON %1$I.paused_queues TO %2$I', here, grantee);
+    END LOOP;
+    -- A worker role (pgcc grant worker) has every function and table: the new ones too.
     FOR grantee IN
         SELECT DISTINCT r.rolname FROM pg_proc p
         JOIN pg_namespace n ON n.oid = p.pronamespace, aclexplode(p.proacl) a
@@ -498,6 +605,8 @@ BEGIN
           AND a.grantee <> p.proowner
     LOOP
         EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %1$I TO %2$I', here, grantee);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %1$I.paused_queues TO %2$I',
+                       here, grantee);
     END LOOP;
 END;
 $migration$;

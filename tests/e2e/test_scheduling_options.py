@@ -56,3 +56,24 @@ def test_a_jobs_max_attempts_wins_over_its_modules(
     assert job.state == "dead"
     assert (job.attempts, job.max_attempts) == (1, 1)
     assert [r["job"] for r in records(log)] == [once]
+
+
+def test_jobs_run_in_priority_order_and_each_queue_in_its_own(
+        client: pgcc.Client, start_worker: WorkerFactory, tmp_path: Path) -> None:
+    """One worker running one job at a time, every job queued before it starts:
+    higher priority first, then run_at; a queue's second job waits for its
+    first, whatever their priorities."""
+    tasks = copy_tasks(tmp_path / "tasks", OPTIONS_TASKS, "mark")
+    log = tmp_path / "runs.jsonl"
+    jobs = [("a", 0, None), ("b", 5, None), ("c", -3, None), ("d", 5, None),
+            ("q1", 0, "q"), ("q2", 50, "q"), ("e", 100, None), ("r1", 20, "r"), ("f", 0, None)]
+    for name, priority, queue in jobs:
+        client.schedule_task("mark", {"log": str(log), "name": name}, priority=priority,
+                             queue=queue)
+    # --prefetch 0: a job already waiting in a child's line keeps its place
+    # there, and q2 only becomes due once q1 has run (docs/scheduling.md).
+    start_worker(tasks, "--concurrency", "1", "--prefetch", "0", "--poll-interval", "0.2")
+    wait_for(lambda: len(records(log)) == len(jobs), 30, "every job to run")
+    # q2 (50) is not a head until q1 (0) has run; q1 runs in its priority's turn.
+    assert [r["name"] for r in records(log)] == [
+        "e", "r1", "b", "d", "a", "q1", "q2", "f", "c"]
