@@ -285,6 +285,35 @@ def cancel(job_ids: JobIds, dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEM
 
 
 @app.command()
+def pause(queue: Annotated[str, typer.Argument(help="The queue's name.")],
+          dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+          connect_timeout: ConnectTimeout = None) -> None:
+    """Pause a queue: its jobs stay queued until `pgcc resume` (a running one
+    finishes). A queue without jobs may be paused too."""
+    from pgcc._client import Client
+
+    setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
+    with _errors(), Client(dsn, schema=schema_name) as client:
+        paused = client.pause_queue(queue)
+    typer.echo(f"queue {queue} paused" if paused else f"queue {queue} was already paused")
+
+
+@app.command()
+def resume(queue: Annotated[str, typer.Argument(help="The queue's name.")],
+           dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+           connect_timeout: ConnectTimeout = None) -> None:
+    """Let a paused queue's jobs run again, at once."""
+    from pgcc._client import Client
+
+    setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
+    with _errors(), Client(dsn, schema=schema_name) as client:
+        resumed = client.resume_queue(queue)
+    typer.echo(f"queue {queue} resumed" if resumed else f"queue {queue} was not paused")
+
+
+@app.command()
 def retry(
     job_ids: Annotated[list[int] | None, typer.Argument(
         help="Job ids (or --state).", show_default=False)] = None,

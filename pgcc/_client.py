@@ -347,6 +347,27 @@ class Client:
                                {"job_id": _check_id(job_id)}).fetchone()
         return bool(row and row[0])
 
+    def pause_queue(self, queue: str) -> bool:
+        """Pause a queue: its jobs stay queued and no worker starts one (a running
+        one finishes). True if it was not paused before. A queue with no jobs
+        may be paused: it stays paused for the jobs that come later."""
+        with self.connection() as conn:
+            row = conn.execute(self._queries["pause_queue"],
+                               {"queue": check_name("queue", queue)}).fetchone()
+        return bool(row and row[0])
+
+    def resume_queue(self, queue: str) -> bool:
+        """Let a paused queue's jobs run again, at once. True if it was paused."""
+        with self.connection() as conn:
+            row = conn.execute(self._queries["resume_queue"],
+                               {"queue": check_name("queue", queue)}).fetchone()
+        return bool(row and row[0])
+
+    def paused_queues(self) -> list[str]:
+        """The names of the paused queues, sorted."""
+        with self.connection() as conn:
+            return [row[0] for row in conn.execute(self._queries["paused_queues"]).fetchall()]
+
     def retry_jobs(self, state: str | JobState, *, task: str | None = None,
                    queue: str | None = None) -> list[int]:
         """Retry every job of one finished state (and task, queue when given), in
@@ -496,6 +517,25 @@ class AsyncClient:
             cur = await conn.execute(self._queries["retry_job"], {"job_id": _check_id(job_id)})
             row = await cur.fetchone()
         return bool(row and row[0])
+
+    async def pause_queue(self, queue: str) -> bool:
+        params = {"queue": check_name("queue", queue)}
+        async with self.connection() as conn:
+            cur = await conn.execute(self._queries["pause_queue"], params)
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def resume_queue(self, queue: str) -> bool:
+        params = {"queue": check_name("queue", queue)}
+        async with self.connection() as conn:
+            cur = await conn.execute(self._queries["resume_queue"], params)
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def paused_queues(self) -> list[str]:
+        async with self.connection() as conn:
+            cur = await conn.execute(self._queries["paused_queues"])
+            return [row[0] for row in await cur.fetchall()]
 
     async def retry_jobs(self, state: str | JobState, *, task: str | None = None,
                          queue: str | None = None) -> list[int]:

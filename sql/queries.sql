@@ -55,6 +55,19 @@ WHERE {schema}.retry_job(j.id);
 
 -- ---- end of seeing and acting on jobs ----------------------------------------
 
+-- ---- paused queues (issue 16, migration 0009) --------------------------------
+
+-- name: pause_queue
+SELECT {schema}.pause_queue(%(queue)s);
+
+-- name: resume_queue
+SELECT {schema}.resume_queue(%(queue)s);
+
+-- name: paused_queues
+SELECT queue, paused_at FROM {schema}.paused_queues ORDER BY queue;
+
+-- ---- end of paused queues ----------------------------------------------------
+
 -- name: taskstate_get
 WITH created AS (
     INSERT INTO {schema}.taskstate (id) VALUES (%(id)s)

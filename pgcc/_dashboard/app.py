@@ -210,7 +210,8 @@ def create_app(pool: ConnectionPool[Any], settings: Settings) -> Starlette:
         return render(request, "overview.html", page="overview",
                       counts=[(state, counts.get(state, 0)) for state in STATES],
                       total=sum(counts.values()), running=await fetch("running"),
-                      queues=await fetch("queues"), workers=await fetch("workers"))
+                      queues=await fetch("queues"), workers=await fetch("workers"),
+                      paused=await fetch("paused_queues"))
 
     async def jobs(request: Request) -> Response:
         filters = {name: _filter(request, name) for name in ("state", "task", "queue")}

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 import pgcc
-from tests.paths import OPTIONS_TASKS
+from tests.paths import OPTIONS_TASKS, run_cli
 from tests.workers import WorkerFactory, copy_tasks, finished, print_worker_logs, wait_for
 
 
@@ -77,3 +77,34 @@ def test_jobs_run_in_priority_order_and_each_queue_in_its_own(
     # q2 (50) is not a head until q1 (0) has run; q1 runs in its priority's turn.
     assert [r["name"] for r in records(log)] == [
         "e", "r1", "b", "d", "a", "q1", "q2", "f", "c"]
+
+
+def test_a_paused_queue_holds_its_jobs_until_resumed(
+        client: pgcc.Client, start_worker: WorkerFactory, tmp_path: Path, pg_dsn: str,
+        schema_name: str) -> None:
+    """A job running when the pause is asked finishes; the queue's next job (not
+    handed over on the same worker) and later ones wait; other queues run;
+    resume lets them run at once."""
+    tasks = copy_tasks(tmp_path / "tasks", OPTIONS_TASKS, "sleeper", "mark")
+    log = tmp_path / "runs.jsonl"
+    start_worker(tasks, "--concurrency", "2", "--poll-interval", "0.2")
+    running = client.schedule_task("sleeper", {"log": str(log), "seconds": 1.5}, queue="q")
+    held = client.schedule_task("mark", {"log": str(log), "name": "held"}, queue="q")
+    wait_for(lambda: records(log), 30, "the first job to start")
+    paused = run_cli("pause", "q", "--dsn", pg_dsn, "--schema", schema_name)
+    assert (paused.returncode, paused.stdout.strip()) == (0, "queue q paused")
+    later = client.schedule_task("mark", {"log": str(log), "name": "later"}, queue="q")
+    other = client.schedule_task("mark", {"log": str(log), "name": "other"}, queue="r")
+    assert finished(client, running).state == "done"
+    assert finished(client, other).state == "done"
+    time.sleep(3)
+    assert [client.get_job(j).state for j in (held, later)] == ["queued", "queued"]  # type: ignore[union-attr]
+    status = run_cli("status", "--dsn", pg_dsn, "--schema", schema_name)
+    assert "paused queues (1;" in status.stdout and "  q  2 queued" in status.stdout
+    asked = time.monotonic()
+    resumed = run_cli("resume", "q", "--dsn", pg_dsn, "--schema", schema_name)
+    assert (resumed.returncode, resumed.stdout.strip()) == (0, "queue q resumed")
+    assert finished(client, later).state == "done"
+    assert time.monotonic() - asked < 5
+    names = [r.get("name") for r in records(log) if "name" in r]
+    assert names == ["other", "held", "later"]

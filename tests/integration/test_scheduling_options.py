@@ -4,6 +4,8 @@ de-duplicates live jobs, and bad options are refused like bad fields
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 from typing import Any
 
@@ -13,6 +15,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 import pgcc
+from tests.helpers import call, grant
 from tests.paths import run_cli
 
 
@@ -175,3 +178,75 @@ def test_options_of_the_wrong_type_are_refused(client: pgcc.Client,
         client.schedule_task("t", **options)
     with pytest.raises(pgcc.ScheduleError):
         client.schedule_tasks([{"task": "t", **options}])
+
+
+# ---- paused queues -------------------------------------------------------------------------
+
+
+def test_pause_and_resume_through_every_door(
+        db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
+        pg_dsn: str) -> None:
+    """Any valid name may be paused, one with no jobs too; pausing twice or
+    resuming a queue that is not paused changes nothing and says so."""
+    assert client.pause_queue("later") is True
+    assert client.pause_queue("later") is False
+    assert client.paused_queues() == ["later"]
+    row = db.execute(sql.SQL("SELECT {0}.pause_queue('sql'), {0}.resume_queue('nope')").format(
+        sql.Identifier(schema_name))).fetchone()
+    assert row == (True, False)
+    cli = run_cli("pause", "cli", "--dsn", pg_dsn, "--schema", schema_name)
+    assert (cli.returncode, cli.stdout.strip()) == (0, "queue cli paused")
+    cli = run_cli("resume", "nope", "--dsn", pg_dsn, "--schema", schema_name)
+    assert (cli.returncode, cli.stdout.strip()) == (0, "queue nope was not paused")
+
+    async def aio() -> list[str]:
+        async with pgcc.AsyncClient(pg_dsn, schema=schema_name) as aclient:
+            assert await aclient.resume_queue("sql") is True
+            return await aclient.paused_queues()
+    assert asyncio.run(aio()) == ["cli", "later"]
+    client.schedule_task("t", queue="later")
+    status = run_cli("status", "--json", "--dsn", pg_dsn, "--schema", schema_name)
+    paused = json.loads(status.stdout)["paused_queues"]
+    assert [(p["queue"], p["queued"]) for p in paused] == [("cli", 0), ("later", 1)]
+
+
+def test_a_bad_queue_name_is_refused_by_pause_and_resume(
+        db: psycopg.Connection[Any], schema_name: str, client: pgcc.Client,
+        pg_dsn: str) -> None:
+    with pytest.raises(pgcc.ScheduleError, match="queue must be a non-empty name"):
+        client.pause_queue(" ")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="queue is 201 characters"):
+        db.execute(sql.SQL("SELECT {}.pause_queue(%s)").format(sql.Identifier(schema_name)),
+                   ["q" * 201])
+    cli = run_cli("resume", "", "--dsn", pg_dsn, "--schema", schema_name)
+    assert cli.returncode == 2 and "queue must be a non-empty name" in cli.stderr
+    assert client.paused_queues() == []
+
+
+def test_pausing_is_an_operators_door(pg_dsn: str, schema_name: str,
+                                      login_role: Any) -> None:
+    enqueuer, enqueue_dsn = login_role()
+    grant(pg_dsn, schema_name, "enqueue", enqueuer)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        call(enqueue_dsn, schema_name, "SELECT {}.pause_queue('q')")
+    assert call(enqueue_dsn, schema_name, "SELECT {}.schedule_task('t', key => 'k')") == \
+        call(enqueue_dsn, schema_name, "SELECT {}.schedule_task('u', key => 'k')")
+    operator, operator_dsn = login_role()
+    grant(pg_dsn, schema_name, "worker", operator)
+    assert call(operator_dsn, schema_name, "SELECT {}.pause_queue('q')") is True
+    with pgcc.Client(operator_dsn, schema=schema_name) as client:
+        assert client.paused_queues() == ["q"]
+        assert client.resume_queue("q") is True
+
+
+def test_the_dashboard_lists_paused_queues(pg_dsn: str, schema_name: str,
+                                           client: pgcc.Client) -> None:
+    from psycopg_pool import ConnectionPool
+
+    from tests.integration.test_dashboard import browser
+
+    client.schedule_task("t", queue="<held>")
+    client.pause_queue("<held>")
+    with ConnectionPool(pg_dsn, min_size=1, max_size=2, kwargs={"autocommit": True}) as pool:
+        page = browser(pool, schema_name).get("/").text
+    assert "Paused queues" in page and "&lt;held&gt;" in page and "<held>" not in page
