@@ -834,9 +834,11 @@ CREATE INDEX jobs_claim_free_prioritized ON jobs (priority DESC, run_at, id)
 
 -- Paused queues: their jobs stay queued and no worker starts one. A paused
 -- queue has no row in queue_heads (refresh_queue_heads leaves it out), so
--- its waiting jobs cost a claim nothing; pause_queue and resume_queue touch
--- the queue's jobs so that the next claim takes the change in, and the claim
--- and a queue's hand-over also check this table, for the moment between.
+-- its waiting jobs cost a claim nothing. pause_queue and resume_queue touch
+-- the queue's jobs and wake the workers (NOTIFY), whose next claim takes the
+-- change in first; a claim that runs at the moment of the pause may still
+-- start the queue's job, as if it had started just before. A queue's
+-- hand-over (finish_in_queues) checks this table itself.
 -- A queue may be paused before it has any job: it stays paused for the jobs
 -- that come later.
 CREATE TABLE paused_queues (
@@ -857,6 +859,7 @@ BEGIN
     END IF;
     UPDATE jobs j SET queue_touched = true
     WHERE j.queue = name AND j.state = 'queued' AND NOT j.queue_touched;
+    PERFORM pg_notify('pgcc.' || current_schema(), '');
     RETURN true;
 END;
 $$;
