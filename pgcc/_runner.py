@@ -28,10 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pgcc import _tasks as tasks
+from pgcc._validation import DEFAULT_PRIORITY
 from pgcc._worker import framing
 from pgcc._worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     # Imported where a job first asks for a client: the worker itself never
     # does, and its children find the client loaded (pgcc._forkserver.PRELOAD).
     from pgcc._client import AsyncClient, Client, Delay
@@ -141,10 +144,13 @@ class JobContext(_JobFields):
 
     def schedule_task(self, task: str, parameters: dict[str, Any] | None = None, *,
                       at: Any = None, after: Delay | None = None,
-                      queue: str | None = None, **options: Any) -> int:
-        """As Client.schedule_task; options: key, priority, max_attempts, timeout."""
-        return self._env.sync_client().schedule_task(task, parameters, at=at, after=after,
-                                                     queue=queue, **options)
+                      queue: str | None = None, key: str | None = None,
+                      priority: int = DEFAULT_PRIORITY, max_attempts: int | None = None,
+                      timeout: float | dt.timedelta | None = None) -> int:
+        """As Client.schedule_task, in the job's environment."""
+        return self._env.sync_client().schedule_task(
+            task, parameters, at=at, after=after, queue=queue, key=key, priority=priority,
+            max_attempts=max_attempts, timeout=timeout)
 
     @property
     def taskstate(self) -> TaskStates:
@@ -156,10 +162,13 @@ class AsyncJobContext(_JobFields):
 
     async def schedule_task(self, task: str, parameters: dict[str, Any] | None = None, *,
                             at: Any = None, after: Delay | None = None,
-                            queue: str | None = None, **options: Any) -> int:
-        """As AsyncClient.schedule_task; options: key, priority, max_attempts, timeout."""
-        return await self._env.aio_client().schedule_task(task, parameters, at=at,
-                                                          after=after, queue=queue, **options)
+                            queue: str | None = None, key: str | None = None,
+                            priority: int = DEFAULT_PRIORITY, max_attempts: int | None = None,
+                            timeout: float | dt.timedelta | None = None) -> int:
+        """As AsyncClient.schedule_task, in the job's environment."""
+        return await self._env.aio_client().schedule_task(
+            task, parameters, at=at, after=after, queue=queue, key=key, priority=priority,
+            max_attempts=max_attempts, timeout=timeout)
 
     @property
     def taskstate(self) -> AsyncTaskStates:

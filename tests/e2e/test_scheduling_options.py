@@ -108,3 +108,17 @@ def test_a_paused_queue_holds_its_jobs_until_resumed(
     assert time.monotonic() - asked < 5
     names = [r.get("name") for r in records(log) if "name" in r]
     assert names == ["other", "held", "later"]
+
+
+def test_ctx_schedule_task_takes_the_options(
+        client: pgcc.Client, start_worker: WorkerFactory, tmp_path: Path) -> None:
+    tasks = copy_tasks(tmp_path / "tasks", OPTIONS_TASKS, "parent", "mark")
+    log = tmp_path / "runs.jsonl"
+    start_worker(tasks, "--poll-interval", "0.2")
+    parent = finished(client, client.schedule_task("parent", {"log": str(log)}))
+    assert parent.state == "done"
+    first, second = parent.result
+    assert first == second
+    child = client.get_job(first)
+    assert child is not None and (child.key, child.priority, child.max_attempts,
+                                  child.timeout) == ("child-of-parent", 7, 2, 30.0)
