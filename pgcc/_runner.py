@@ -28,10 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from pgcc import _tasks as tasks
 from pgcc._retry import asked_retry
+from pgcc._validation import DEFAULT_PRIORITY
 from pgcc._worker import framing
 from pgcc._worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     # Imported where a job first asks for a client: the worker itself never
     # does, and its children find the client loaded (pgcc._forkserver.PRELOAD).
     from pgcc._client import AsyncClient, Client, Delay
@@ -142,9 +145,13 @@ class JobContext(_JobFields):
 
     def schedule_task(self, task: str, parameters: dict[str, Any] | None = None, *,
                       at: Any = None, after: Delay | None = None,
-                      queue: str | None = None) -> int:
-        return self._env.sync_client().schedule_task(task, parameters, at=at, after=after,
-                                                     queue=queue)
+                      queue: str | None = None, key: str | None = None,
+                      priority: int = DEFAULT_PRIORITY, max_attempts: int | None = None,
+                      timeout: float | dt.timedelta | None = None) -> int:
+        """As Client.schedule_task, in the job's environment."""
+        return self._env.sync_client().schedule_task(
+            task, parameters, at=at, after=after, queue=queue, key=key, priority=priority,
+            max_attempts=max_attempts, timeout=timeout)
 
     @property
     def taskstate(self) -> TaskStates:
@@ -156,9 +163,13 @@ class AsyncJobContext(_JobFields):
 
     async def schedule_task(self, task: str, parameters: dict[str, Any] | None = None, *,
                             at: Any = None, after: Delay | None = None,
-                            queue: str | None = None) -> int:
-        return await self._env.aio_client().schedule_task(task, parameters, at=at,
-                                                          after=after, queue=queue)
+                            queue: str | None = None, key: str | None = None,
+                            priority: int = DEFAULT_PRIORITY, max_attempts: int | None = None,
+                            timeout: float | dt.timedelta | None = None) -> int:
+        """As AsyncClient.schedule_task, in the job's environment."""
+        return await self._env.aio_client().schedule_task(
+            task, parameters, at=at, after=after, queue=queue, key=key, priority=priority,
+            max_attempts=max_attempts, timeout=timeout)
 
     @property
     def taskstate(self) -> AsyncTaskStates:
@@ -169,7 +180,7 @@ def _run(env: _Environment, order: JobOrder
          ) -> tuple[JobState, str | None, str | None, int | None]:
     """Run one job: its state, result (JSON text), error, and the delay of a
     retry it asked for (`queued`: ms, None for the backoff)."""
-    job_id, task_name, parameters, attempt, queue, _ = order
+    job_id, task_name, parameters, attempt, queue = order[:5]
     task: tasks.Task | None = None
     try:
         task = env.task(task_name)
