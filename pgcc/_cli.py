@@ -191,6 +191,14 @@ def schedule(
     after: Annotated[int | None, typer.Option(help="Delay in milliseconds.")] = None,
     queue: Annotated[str | None, typer.Option(help="Jobs of one queue run one at a time.")]
     = None,
+    key: Annotated[str | None, typer.Option(
+        help="While a queued or running job has this key, print its id and write nothing.")]
+    = None,
+    priority: Annotated[int, typer.Option(help="-100..100; higher runs first.")] = 0,
+    max_attempts: Annotated[int | None, typer.Option(
+        help="1..1000; instead of the task module's.")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="Seconds; instead of the task module's.")] = None,
     dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
     connect_timeout: ConnectTimeout = None,
 ) -> None:
@@ -204,7 +212,9 @@ def schedule(
         params = load_parameters(_parameters_text(parameters))
         when = parse_at(at) if at is not None else None
         with Client(dsn, schema=schema_name) as client:
-            job_id = client.schedule_task(task, params, at=when, after=after, queue=queue)
+            job_id = client.schedule_task(task, params, at=when, after=after, queue=queue,
+                                          key=key, priority=priority,
+                                          max_attempts=max_attempts, timeout=timeout)
             served = _served(client, task)
     if not served:
         typer.echo(f"pgcc: note: no live worker has task {task!r} (yet); job {job_id} "
@@ -275,6 +285,35 @@ def cancel(job_ids: JobIds, dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEM
 
 
 @app.command()
+def pause(queue: Annotated[str, typer.Argument(help="The queue's name.")],
+          dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+          connect_timeout: ConnectTimeout = None) -> None:
+    """Pause a queue: its jobs stay queued until `pgcc resume` (a running one
+    finishes). A queue without jobs may be paused too."""
+    from pgcc._client import Client
+
+    setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
+    with _errors(), Client(dsn, schema=schema_name) as client:
+        paused = client.pause_queue(queue)
+    typer.echo(f"queue {queue} paused" if paused else f"queue {queue} was already paused")
+
+
+@app.command()
+def resume(queue: Annotated[str, typer.Argument(help="The queue's name.")],
+           dsn: Dsn = None, schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
+           connect_timeout: ConnectTimeout = None) -> None:
+    """Let a paused queue's jobs run again, at once."""
+    from pgcc._client import Client
+
+    setup_logging(verbose)
+    _set_connect_timeout(connect_timeout)
+    with _errors(), Client(dsn, schema=schema_name) as client:
+        resumed = client.resume_queue(queue)
+    typer.echo(f"queue {queue} resumed" if resumed else f"queue {queue} was not paused")
+
+
+@app.command()
 def retry(
     job_ids: Annotated[list[int] | None, typer.Argument(
         help="Job ids (or --state).", show_default=False)] = None,
@@ -315,7 +354,12 @@ def retry(
                     continue
                 refused += 1
                 job = client.get_job(job_id)
-                why = "no such job" if job is None else f"it is {job.state}, not finished"
+                if job is None:
+                    why = "no such job"
+                elif job.finished and job.key is not None:
+                    why = f"its key {job.key!r} is held by another queued or running job"
+                else:
+                    why = f"it is {job.state}, not finished"
                 typer.echo(f"pgcc: job {job_id} not retried: {why}", err=True)
     if refused:
         raise typer.Exit(1)

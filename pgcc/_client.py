@@ -24,7 +24,15 @@ from pgcc._database import DEFAULT_SCHEMA, connect_timeout, usable_dsn
 from pgcc._queries import Queries, for_schema
 from pgcc._states import JobState
 from pgcc._taskstate import AsyncTaskStates, TaskStates
-from pgcc._validation import check_name, check_parameters, check_schema, check_timing, dump_json
+from pgcc._validation import (
+    DEFAULT_PRIORITY,
+    check_name,
+    check_options,
+    check_parameters,
+    check_schema,
+    check_timing,
+    dump_json,
+)
 from pgcc.errors import (
     DatabaseUnavailable,
     JobFilterError,
@@ -35,7 +43,8 @@ from pgcc.errors import (
 )
 
 Delay = int | dt.timedelta
-_BULK_KEYS = frozenset({"task", "parameters", "at", "after", "queue"})
+_OPTIONS = ("key", "priority", "max_attempts", "timeout")
+_BULK_KEYS = frozenset({"task", "parameters", "at", "after", "queue", *_OPTIONS})
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,8 @@ class Job:
     - `history`: the earlier runs of a job that was retried (`retry_job`), oldest
       first, each a dict with `state`, `attempts`, `worker_id`, `started_at`,
       `finished_at`, `error`, `result`, `attempt_errors` and `retried_at`.
+    - `key`, `priority`, `timeout`: the scheduling options it was given
+      (docs/scheduling.md); `timeout` None means its task module's.
     """
 
     id: int
@@ -78,6 +89,9 @@ class Job:
     attempt_errors: list[dict[str, Any]]
     cancel_requested_at: dt.datetime | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    key: str | None = None
+    priority: int = DEFAULT_PRIORITY
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", JobState(self.state))
@@ -151,9 +165,10 @@ WAIT_POLL_MAX = 0.5
 
 
 def _checked_job(task: str, parameters: Mapping[str, Any] | None, at: dt.datetime | None,
-                 after: Delay | None, queue: str | None) -> dict[str, Any]:
-    """One job's fields, checked in the order every door checks them; queue, at
-    and after are left out when they are not given."""
+                 after: Delay | None, queue: str | None, options: Mapping[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """One job's fields, checked in the order every door checks them; queue, at,
+    after and the options are left out when they are not given."""
     job: dict[str, Any] = {"task": check_name("task", task)}
     if queue is not None:
         job["queue"] = check_name("queue", queue)
@@ -163,16 +178,30 @@ def _checked_job(task: str, parameters: Mapping[str, Any] | None, at: dt.datetim
             job["at"] = checked_at
         if millis is not None:
             job["after"] = millis
+    if options:
+        checked = check_options(options.get("key"), options.get("priority", DEFAULT_PRIORITY),
+                                options.get("max_attempts"), options.get("timeout"))
+        job.update((name, value) for name, value in checked.items()
+                   if value is not None and not (name == "priority" and value == DEFAULT_PRIORITY))
     job["parameters"] = check_parameters(parameters)
     return job
 
 
 def schedule_params(task: str, parameters: Mapping[str, Any] | None, at: dt.datetime | None,
-                    after: Delay | None, queue: str | None) -> dict[str, Any]:
+                    after: Delay | None, queue: str | None, key: str | None = None,
+                    priority: int = DEFAULT_PRIORITY, max_attempts: int | None = None,
+                    timeout: float | dt.timedelta | None = None) -> dict[str, Any]:
     """One job's arguments for the schedule_task SQL function, checked."""
-    job = _checked_job(task, parameters, at, after, queue)
+    options = None
+    if key is not None or priority != DEFAULT_PRIORITY or max_attempts is not None \
+            or timeout is not None or type(priority) is not int:
+        options = {"key": key, "priority": priority, "max_attempts": max_attempts,
+                   "timeout": timeout}
+    job = _checked_job(task, parameters, at, after, queue, options)
     return {"task": job["task"], "parameters": dump_json(job["parameters"]),
-            "at": job.get("at"), "after": job.get("after"), "queue": job.get("queue")}
+            "at": job.get("at"), "after": job.get("after"), "queue": job.get("queue"),
+            "key": job.get("key"), "priority": job.get("priority", DEFAULT_PRIORITY),
+            "max_attempts": job.get("max_attempts"), "timeout": job.get("timeout")}
 
 
 def bulk_payload(jobs: Iterable[Mapping[str, Any]]) -> str:
@@ -190,8 +219,9 @@ def bulk_payload(jobs: Iterable[Mapping[str, Any]]) -> str:
         if "task" not in job:
             raise ScheduleError(f"jobs[{index}]: task is missing")
         try:
+            options = {name: job[name] for name in _OPTIONS if name in job}
             item = _checked_job(job["task"], job.get("parameters"), job.get("at"),
-                                job.get("after"), job.get("queue"))
+                                job.get("after"), job.get("queue"), options)
         except ScheduleError as exc:
             raise type(exc)(f"jobs[{index}]: {exc}") from None
         if "at" in item:
@@ -275,11 +305,16 @@ class Client:
 
     def schedule_task(self, task: str, parameters: Mapping[str, Any] | None = None, *,
                       at: dt.datetime | None = None, after: Delay | None = None,
-                      queue: str | None = None,
+                      queue: str | None = None, key: str | None = None,
+                      priority: int = DEFAULT_PRIORITY, max_attempts: int | None = None,
+                      timeout: float | dt.timedelta | None = None,
                       connection: psycopg.Connection[Any] | None = None) -> int:
         """Schedule one job; returns its id. With `connection=`, inside the caller's
-        transaction, which is not committed."""
-        params = schedule_params(task, parameters, at, after, queue)
+        transaction, which is not committed. While a queued or running job has
+        `key`, nothing is written and that job's id comes back. `priority`
+        (-100..100), `max_attempts` and `timeout` (seconds): docs/scheduling.md."""
+        params = schedule_params(task, parameters, at, after, queue, key, priority, max_attempts,
+                                 timeout)
         with self._use(connection) as conn:
             try:
                 row = conn.execute(self._queries["schedule_task"], params).fetchone()
@@ -323,6 +358,27 @@ class Client:
             row = conn.execute(self._queries["retry_job"],
                                {"job_id": _check_id(job_id)}).fetchone()
         return bool(row and row[0])
+
+    def pause_queue(self, queue: str) -> bool:
+        """Pause a queue: its jobs stay queued and no worker starts one (a running
+        one finishes). True if it was not paused before. A queue with no jobs
+        may be paused: it stays paused for the jobs that come later."""
+        with self.connection() as conn:
+            row = conn.execute(self._queries["pause_queue"],
+                               {"queue": check_name("queue", queue)}).fetchone()
+        return bool(row and row[0])
+
+    def resume_queue(self, queue: str) -> bool:
+        """Let a paused queue's jobs run again, at once. True if it was paused."""
+        with self.connection() as conn:
+            row = conn.execute(self._queries["resume_queue"],
+                               {"queue": check_name("queue", queue)}).fetchone()
+        return bool(row and row[0])
+
+    def paused_queues(self) -> list[str]:
+        """The names of the paused queues, sorted."""
+        with self.connection() as conn:
+            return [row[0] for row in conn.execute(self._queries["paused_queues"]).fetchall()]
 
     def retry_jobs(self, state: str | JobState, *, task: str | None = None,
                    queue: str | None = None) -> list[int]:
@@ -435,9 +491,13 @@ class AsyncClient:
 
     async def schedule_task(self, task: str, parameters: Mapping[str, Any] | None = None, *,
                             at: dt.datetime | None = None, after: Delay | None = None,
-                            queue: str | None = None,
+                            queue: str | None = None, key: str | None = None,
+                            priority: int = DEFAULT_PRIORITY,
+                            max_attempts: int | None = None,
+                            timeout: float | dt.timedelta | None = None,
                             connection: psycopg.AsyncConnection[Any] | None = None) -> int:
-        params = schedule_params(task, parameters, at, after, queue)
+        params = schedule_params(task, parameters, at, after, queue, key, priority, max_attempts,
+                                 timeout)
         async with self._use(connection) as conn:
             try:
                 cur = await conn.execute(self._queries["schedule_task"], params)
@@ -477,6 +537,25 @@ class AsyncClient:
             cur = await conn.execute(self._queries["retry_job"], {"job_id": _check_id(job_id)})
             row = await cur.fetchone()
         return bool(row and row[0])
+
+    async def pause_queue(self, queue: str) -> bool:
+        params = {"queue": check_name("queue", queue)}
+        async with self.connection() as conn:
+            cur = await conn.execute(self._queries["pause_queue"], params)
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def resume_queue(self, queue: str) -> bool:
+        params = {"queue": check_name("queue", queue)}
+        async with self.connection() as conn:
+            cur = await conn.execute(self._queries["resume_queue"], params)
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def paused_queues(self) -> list[str]:
+        async with self.connection() as conn:
+            cur = await conn.execute(self._queries["paused_queues"])
+            return [row[0] for row in await cur.fetchall()]
 
     async def retry_jobs(self, state: str | JobState, *, task: str | None = None,
                          queue: str | None = None) -> list[int]:

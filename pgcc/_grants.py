@@ -29,10 +29,11 @@ class Grant(str, enum.Enum):
     READ = "read"
 
 
-DOORS = ("schedule_task(text, jsonb, timestamptz, bigint, text)", "schedule_tasks(jsonb)",
+DOORS = ("schedule_task(text, jsonb, timestamptz, bigint, text, text, integer, integer,"
+         " double precision)", "schedule_tasks(jsonb)",
          "cancel_job(bigint)")
 TABLES = ("jobs", "workers", "queue_locks", "queue_heads", "taskstate", "periodic",
-          "steps")
+          "paused_queues", "steps")
 READ_ONLY_TABLES = ("settings", "schema_migrations")
 
 

@@ -19,6 +19,9 @@ class ClaimedRow(NamedTuple):
     attempts: int
     run_at: str  # as text: the claim's next position (see the claim query)
     token: int
+    timeout: float | None = None  # the job's own; None: its task module's
+    # Only rows of priority 0 move the claim's position (see the claim).
+    priority: int = 0
 
 
 class HandedRow(NamedTuple):
@@ -33,6 +36,8 @@ class HandedRow(NamedTuple):
     attempts: int
     run_at: str
     token: int
+    timeout: float | None = None
+    priority: int | None = None
 
 
 class IdRow(NamedTuple):

@@ -29,11 +29,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from pgcc import _tasks as tasks
 from pgcc._retry import asked_retry
+from pgcc._validation import DEFAULT_PRIORITY
 from pgcc._worker import framing
 from pgcc._worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
 from pgcc.errors import JobLost
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     # Imported where a job first asks for a client: the worker itself never
     # does, and its children find the client loaded (pgcc._forkserver.PRELOAD).
     import psycopg
@@ -203,10 +206,14 @@ class JobContext(_JobFields):
 
     def schedule_task(self, task: str, parameters: dict[str, Any] | None = None, *,
                       at: Any = None, after: Delay | None = None,
-                      queue: str | None = None) -> int:
-        return self._env.sync_client().schedule_task(task, parameters, at=at, after=after,
-                                                     queue=queue,
-                                                     connection=self._env.in_step())
+                      queue: str | None = None, key: str | None = None,
+                      priority: int = DEFAULT_PRIORITY, max_attempts: int | None = None,
+                      timeout: float | dt.timedelta | None = None) -> int:
+        """As Client.schedule_task, in the job's environment."""
+        return self._env.sync_client().schedule_task(
+            task, parameters, at=at, after=after, queue=queue, key=key, priority=priority,
+            max_attempts=max_attempts, timeout=timeout,
+            connection=self._env.in_step())
 
     @property
     def taskstate(self) -> TaskStates:
@@ -227,9 +234,13 @@ class AsyncJobContext(_JobFields):
 
     async def schedule_task(self, task: str, parameters: dict[str, Any] | None = None, *,
                             at: Any = None, after: Delay | None = None,
-                            queue: str | None = None) -> int:
+                            queue: str | None = None, key: str | None = None,
+                            priority: int = DEFAULT_PRIORITY, max_attempts: int | None = None,
+                            timeout: float | dt.timedelta | None = None) -> int:
+        """As AsyncClient.schedule_task, in the job's environment."""
         return await self._env.aio_client().schedule_task(
-            task, parameters, at=at, after=after, queue=queue,
+            task, parameters, at=at, after=after, queue=queue, key=key, priority=priority,
+            max_attempts=max_attempts, timeout=timeout,
             connection=self._env.in_async_step())
 
     @property
@@ -250,7 +261,8 @@ def _run(env: _Environment, order: JobOrder
          ) -> tuple[JobState, str | None, str | None, int | None]:
     """Run one job: its state, result (JSON text), error, and the delay of a
     retry it asked for (`queued`: ms, None for the backoff)."""
-    job_id, task_name, parameters, attempt, queue, token = order
+    job_id, task_name, parameters, attempt, queue = order[:5]
+    token = order.token
     task: tasks.Task | None = None
     try:
         task = env.task(task_name)

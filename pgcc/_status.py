@@ -5,7 +5,7 @@ live workers and their tasks; and tasks whose queued jobs no live worker serves.
 The report (`--json`) has stable keys: schema, jobs, tasks, queues,
 oldest_waiting_seconds, workers, running, scheduled, scheduled_total,
 failed_last_hour, failed_last_hour_by_task, unserved_tasks, periodic (the
-schedules of periodic tasks, as `pgcc periodic --json` lists them)."""
+schedules of periodic tasks, as `pgcc periodic --json` lists them), paused_queues."""
 
 from __future__ import annotations
 
@@ -130,6 +130,7 @@ def collect(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
         task for task, counts in report["tasks"].items()
         if counts[JobState.QUEUED.value] and task not in served)
     report["periodic"] = periodic.collect(conn, schema)
+    report["paused_queues"] = _paused_queues(conn, schema)
     return report
 
 
@@ -202,6 +203,7 @@ def render(report: dict[str, Any]) -> str:
                 f"  {name:<{width}}  {counts['queued']:>8} / {counts['running']}"
                 + ("  NO LIVE WORKER" if title == "tasks" and name in unserved else "")
                 for name, counts in rows.items())
+    _render_paused(lines, report)
     _list(lines, "running", report.get("running", []), jobs[JobState.RUNNING.value],
           lambda r: f"for {_age(r['running_seconds'] or 0)}  on worker #{r['worker']}"
                     f"  attempt {r['attempt']}")
@@ -250,3 +252,25 @@ def _periodic_section(lines: list[str], entries: list[dict[str, Any]]) -> None:
         lines.append(f"  {entry['task']}  {entry['schedule']} ({entry['timezone']})  "
                      f"next {periodic.describe_next(entry)}  last "
                      f"{periodic.describe_last(entry)}")
+
+
+# ---- paused queues (issue 16) -------------------------------------------------------
+
+
+def _paused_queues(conn: psycopg.Connection[Any], schema: str) -> list[dict[str, Any]]:
+    """Each paused queue with when it was paused and how many jobs it holds back."""
+    queued = {}
+    for row in conn.execute(for_schema(schema)["status_by_queue"]).fetchall():
+        queued[row[0]] = int(row[1])
+    return [{"queue": queue, "paused_at": paused_at.isoformat(), "queued": queued.get(queue, 0)}
+            for queue, paused_at in conn.execute(
+                for_schema(schema)["paused_queues"]).fetchall()]
+
+
+def _render_paused(lines: list[str], report: dict[str, Any]) -> None:
+    paused = report.get("paused_queues", [])
+    if not paused:
+        return
+    lines.extend(["", f"paused queues ({len(paused)}; `pgcc resume QUEUE` lets one run)"])
+    lines.extend(f"  {p['queue']}  {p['queued']} queued, paused since {p['paused_at']}"
+                 for p in paused)

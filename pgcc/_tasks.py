@@ -30,14 +30,12 @@ from pgcc._cron import DEFAULT_TIMEZONE, Cron
 from pgcc._validation import (
     DEFAULT_MAX_ATTEMPTS,
     MAX_ATTEMPTS_LIMIT,
+    MAX_TIMEOUT,
     check_name,
     check_parameters,
     dump_json,
 )
 from pgcc.errors import ConfigurationError, ScheduleError
-
-# A longer timeout than this (a year) is a mistake, and would overflow timers.
-MAX_TIMEOUT = 366 * 24 * 3600.0
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,11 @@ MAX_ATTEMPTS_LIMIT = 1000
 # per level and give up near 1,000, here and in the worker's children.
 MAX_DEPTH = 500
 MAX_AFTER_MS = 100 * 36525 * 24 * 3600 * 1000 // 100  # 100 years, as in check_job (SQL)
+# A longer timeout than this (a year) is a mistake, and would overflow timers;
+# the same bound as check_options (SQL) and the jobs table.
+MAX_TIMEOUT = 366 * 24 * 3600.0
+# A job's priority: higher runs first among due jobs.
+MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = -100, 100, 0
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,57}")
 JSONValue = dict[str, Any] | list[Any] | str | int | float | bool | None
@@ -230,3 +235,35 @@ def parse_at(text: str) -> dt.datetime:
         raise ScheduleError(f"at: {text!r} is not an ISO 8601 time") from None
     check_timing(at, None)
     return at
+
+
+def check_options(key: object, priority: object, max_attempts: object, timeout: object
+                  ) -> dict[str, Any]:
+    """The scheduling options, checked as the SQL doors check them (check_options)."""
+    if key is not None:
+        check_name("key", key)
+    if type(priority) is not int:
+        raise ParameterTypeError(f"priority must be an int, not {type(priority).__name__}")
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise ScheduleError(f"priority must be from {MIN_PRIORITY} to {MAX_PRIORITY}, "
+                            f"got {priority}")
+    if max_attempts is not None:
+        if type(max_attempts) is not int:
+            raise ParameterTypeError(
+                f"max_attempts must be an int, not {type(max_attempts).__name__}")
+        if not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
+            raise ScheduleError(f"max_attempts must be from 1 to {MAX_ATTEMPTS_LIMIT}, "
+                                f"got {max_attempts}")
+    seconds: float | None = None
+    if timeout is not None:
+        if isinstance(timeout, dt.timedelta):
+            seconds = timeout.total_seconds()
+        elif type(timeout) in (int, float):
+            seconds = float(timeout)  # type: ignore[arg-type]
+        else:
+            raise ParameterTypeError(
+                f"timeout must be seconds (a number) or a timedelta, not {type(timeout).__name__}")
+        if not 0 < seconds < MAX_TIMEOUT:
+            raise ScheduleError(f"timeout must be more than 0 and less than {MAX_TIMEOUT:.0f} "
+                                f"seconds, got {timeout}")
+    return {"key": key, "priority": priority, "max_attempts": max_attempts, "timeout": seconds}

@@ -80,6 +80,15 @@ SELECT coalesce({schema}.retry_job(%(job_id)s), false) AS changed;
 -- name: cancel_job
 SELECT coalesce({schema}.cancel_job(%(job_id)s), false) AS changed;
 
+-- ---- paused queues (issue 16) ----------------------------------------------------
+
+-- name: paused_queues
+-- Paused queues (pause_queue), with how many jobs each holds back.
+SELECT p.queue, p.paused_at,
+       (SELECT count(*) FROM {schema}.jobs j
+        WHERE j.state = 'queued' AND j.queue = p.queue) AS waiting
+FROM {schema}.paused_queues p ORDER BY p.queue LIMIT 200;
+
 -- name: steps
 -- The job's recorded steps (ctx.step), in the order they committed.
 SELECT name, value, attempt, created_at FROM {schema}.steps

@@ -6,7 +6,8 @@
 -- reader and are not sent (pgcc/queries.py).
 
 -- name: schedule_task
-SELECT {schema}.schedule_task(%(task)s, %(parameters)s::jsonb, %(at)s, %(after)s, %(queue)s);
+SELECT {schema}.schedule_task(%(task)s, %(parameters)s::jsonb, %(at)s, %(after)s, %(queue)s,
+                              %(key)s, %(priority)s, %(max_attempts)s, %(timeout)s);
 
 -- name: schedule_tasks
 SELECT {schema}.schedule_tasks(%(jobs)s::jsonb);
@@ -17,7 +18,7 @@ SELECT coalesce({schema}.cancel_job(%(job_id)s), false);
 -- name: get_job
 SELECT id, task, parameters, queue, state, scheduled_at, run_at, attempts, max_attempts,
        created_at, started_at, finished_at, heartbeat_at, worker_id, error, result,
-       attempt_errors, cancel_requested_at, history
+       attempt_errors, cancel_requested_at, history, key, priority, timeout
 FROM {schema}.jobs WHERE id = %(job_id)s;
 
 -- ---- seeing and acting on jobs (issue 15) ------------------------------------
@@ -26,7 +27,7 @@ FROM {schema}.jobs WHERE id = %(job_id)s;
 -- The newest jobs first, each filter optional (NULL: any).
 SELECT id, task, parameters, queue, state, scheduled_at, run_at, attempts, max_attempts,
        created_at, started_at, finished_at, heartbeat_at, worker_id, error, result,
-       attempt_errors, cancel_requested_at, history
+       attempt_errors, cancel_requested_at, history, key, priority, timeout
 FROM {schema}.jobs
 WHERE (%(state)s::text IS NULL OR state = %(state)s::text)
   AND (%(task)s::text IS NULL OR task = %(task)s::text)
@@ -53,6 +54,19 @@ SELECT j.id FROM (
 WHERE {schema}.retry_job(j.id);
 
 -- ---- end of seeing and acting on jobs ----------------------------------------
+
+-- ---- paused queues (issue 16, migration 0009) --------------------------------
+
+-- name: pause_queue
+SELECT {schema}.pause_queue(%(queue)s);
+
+-- name: resume_queue
+SELECT {schema}.resume_queue(%(queue)s);
+
+-- name: paused_queues
+SELECT queue, paused_at FROM {schema}.paused_queues ORDER BY queue;
+
+-- ---- end of paused queues ----------------------------------------------------
 
 -- name: taskstate_get
 WITH created AS (
@@ -150,8 +164,8 @@ WHERE (SELECT id FROM {schema}.jobs WHERE queue_touched AND queue IS NOT NULL
        ORDER BY id LIMIT 1) IS NOT NULL;
 
 -- name: claim
--- Takes up to %(limit)s due jobs of this worker's tasks: jobs without a queue
--- in run_at order, and queue heads (at most %(head_limit)s of those: as many
+-- Takes up to %(limit)s due jobs of this worker's tasks, highest priority
+-- first (migration 0009): jobs without a queue in run_at order, and queue heads (at most %(head_limit)s of those: as many
 -- as the worker has idle children, so that a queue's job never waits in a
 -- busy child's line). One job per queue at most; a queue whose head is not
 -- due (a retry's backoff) waits for it.
@@ -171,14 +185,32 @@ WITH heads AS (
         WHERE q.task = t.task AND q.run_at <= now()
         ORDER BY q.run_at LIMIT %(head_scan)s
     ) h
+    UNION ALL
+    -- Heads of another priority than 0, highest first (an empty index when
+    -- every job has priority 0). A head in both lists is one id twice: no
+    -- matter to the = ANY below, and cheaper than a UNION's de-duplication.
+    SELECT h.job_id FROM unnest(%(tasks)s::text[]) AS t(task), LATERAL (
+        SELECT q.job_id FROM {schema}.queue_heads q
+        WHERE q.task = t.task AND q.priority <> 0 AND q.run_at <= now()
+        ORDER BY q.priority DESC, q.run_at LIMIT %(head_scan)s
+    ) h
 ), free AS (
     -- Locked as they are read, so that rows another worker holds do not count
     -- towards the limit: concurrent workers each get jobs.
-    SELECT j.id, j.run_at AS sort_at FROM {schema}.jobs j
+    SELECT j.id, j.run_at AS sort_at, j.priority FROM {schema}.jobs j
     WHERE j.state = 'queued' AND j.queue IS NULL AND j.run_at <= now() AND j.attempts < 1000000
       AND (j.run_at, j.id) > (%(free_after_run_at)s::text::timestamptz, %(free_after_id)s::bigint)
-      AND j.task = ANY(%(tasks)s::text[])
+      AND j.task = ANY(%(tasks)s::text[]) AND j.priority = 0
     ORDER BY j.run_at, j.id LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), free_prioritized AS (
+    -- Jobs of another priority than 0, highest first, from the front: not
+    -- from the position, which only jobs of priority 0 move (those of
+    -- another priority the claim leaves must stay ahead of it).
+    SELECT j.id, j.run_at AS sort_at, j.priority FROM {schema}.jobs j
+    WHERE j.state = 'queued' AND j.queue IS NULL AND j.priority <> 0 AND j.run_at <= now()
+      AND j.attempts < 1000000 AND j.task = ANY(%(tasks)s::text[])
+    ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), ready AS (
     -- The advisory lock is tried in order and only until enough heads are
@@ -188,7 +220,7 @@ WITH heads AS (
         WHERE j.id = ANY(ARRAY(SELECT id FROM heads))
           AND j.state = 'queued' AND j.run_at <= now() AND j.task = ANY(%(tasks)s::text[])
           AND j.attempts < 1000000
-        ORDER BY j.scheduled_at, j.id OFFSET 0
+        ORDER BY j.priority DESC, j.scheduled_at, j.id OFFSET 0
     ) c
     WHERE pg_try_advisory_xact_lock(%(queue_lock_space)s, hashtext(c.queue))
     LIMIT %(head_limit)s
@@ -196,13 +228,14 @@ WITH heads AS (
     -- The heads' rows locked; one a cancel is changing is left for the next
     -- claim, and one a cancel changed meanwhile is no longer queued. A claim
     -- waits for no other transaction (see lock_queue in the schema).
-    SELECT j.id, j.run_at AS sort_at, j.queue FROM {schema}.jobs j
+    SELECT j.id, j.run_at AS sort_at, j.queue, j.priority FROM {schema}.jobs j
     WHERE j.id = ANY(ARRAY(SELECT id FROM ready)) AND j.state = 'queued'
     FOR UPDATE SKIP LOCKED
 ), picked AS (
-    SELECT id, sort_at, NULL::text AS queue FROM free
-    UNION ALL SELECT id, sort_at, queue FROM held_heads
-    ORDER BY sort_at, id LIMIT %(limit)s
+    SELECT id, sort_at, priority, NULL::text AS queue FROM free
+    UNION ALL SELECT id, sort_at, priority, NULL::text FROM free_prioritized
+    UNION ALL SELECT id, sort_at, priority, queue FROM held_heads
+    ORDER BY priority DESC, sort_at, id LIMIT %(limit)s
 ), locked AS (
     -- A queue's lock is taken first, against what is committed now, not what
     -- this statement's snapshot saw: a claim that committed since (of a job
@@ -221,8 +254,8 @@ WITH heads AS (
         ARRAY(SELECT id FROM picked WHERE queue IS NULL UNION ALL SELECT job_id FROM locked),
         %(worker)s, %(tasks)s::text[], %(max_attempts)s::int[])
 )
-SELECT id, task, parameters, queue, attempts, run_at::text, token FROM claimed
-ORDER BY run_at, id;
+SELECT id, task, parameters, queue, attempts, run_at::text, token, timeout, priority
+FROM claimed ORDER BY run_at, id;
 
 -- name: running_of_worker
 SELECT id, token FROM {schema}.jobs WHERE worker_id = %(worker)s AND state = 'running';
@@ -307,17 +340,33 @@ WITH outcome AS (
       AND j.worker_id = %(worker)s
     RETURNING j.id, j.queue
 ), next AS (
-    -- As committed before this statement, under the queue's lock (above).
-    SELECT f.queue, f.id AS ended, n.id, n.task, n.run_at, n.attempts
+    -- As committed before this statement, under the queue's lock (above). A
+    -- paused queue has no next job.
+    SELECT f.queue, f.id AS ended, n.id, n.task, n.run_at, n.attempts, n.priority
     FROM finished f LEFT JOIN LATERAL (
-        SELECT j.id, j.task, j.run_at, j.attempts FROM {schema}.jobs j
+        SELECT j.id, j.task, j.run_at, j.attempts, j.priority FROM {schema}.jobs j
         WHERE j.queue = f.queue AND j.state = 'queued'
+          AND f.queue <> ALL(ARRAY(SELECT p.queue FROM {schema}.paused_queues p))
         ORDER BY j.scheduled_at, j.id LIMIT 1
     ) n ON true
     WHERE f.queue IS NOT NULL
+), outranked AS (
+    -- The highest priority above 0 among the other due work of this worker's
+    -- tasks: a queue's next job of a lower priority is not handed over but
+    -- waits as its queue's head, for the claims to order.
+    SELECT greatest(
+        (SELECT max(q.priority) FROM {schema}.queue_heads q
+         WHERE q.priority <> 0 AND q.run_at <= now() AND q.task = ANY(%(tasks)s::text[])),
+        (SELECT j.priority FROM {schema}.jobs j
+         WHERE j.state = 'queued' AND j.queue IS NULL AND j.priority <> 0
+           AND j.run_at <= now() AND j.task = ANY(%(tasks)s::text[])
+         ORDER BY j.priority DESC, j.run_at, j.id LIMIT 1)) AS priority
 ), handed AS (
+    -- Not a next job of a priority below 0: lower than any default job, it
+    -- always waits for a claim.
     SELECT n.id FROM next n
     WHERE n.run_at <= now() AND n.task = ANY(%(tasks)s::text[]) AND n.attempts < 1000000
+      AND n.priority >= 0 AND n.priority >= coalesce((SELECT priority FROM outranked), 0)
     ORDER BY n.run_at, n.id LIMIT %(hand_limit)s
 ), started AS (
     SELECT * FROM {schema}.start_jobs(ARRAY(SELECT id FROM handed), %(worker)s,
@@ -330,17 +379,20 @@ WITH outcome AS (
     WHERE l.queue = n.queue AND l.job_id = n.ended
       AND n.queue NOT IN (SELECT queue FROM started)
 ), headed AS (
-    INSERT INTO {schema}.queue_heads AS h (queue, job_id, task, run_at)
-    SELECT n.queue, n.id, n.task, n.run_at FROM next n
+    INSERT INTO {schema}.queue_heads AS h (queue, job_id, task, run_at, priority)
+    SELECT n.queue, n.id, n.task, n.run_at, n.priority FROM next n
     WHERE n.id IS NOT NULL AND n.queue NOT IN (SELECT queue FROM started)
     ON CONFLICT (queue) DO UPDATE
-    SET job_id = excluded.job_id, task = excluded.task, run_at = excluded.run_at
+    SET job_id = excluded.job_id, task = excluded.task, run_at = excluded.run_at,
+        priority = excluded.priority
 )
 SELECT false AS started, id, NULL::text AS task, NULL::text AS parameters, NULL::text AS queue,
-       NULL::int AS attempts, NULL::text AS run_at, NULL::bigint AS token
+       NULL::int AS attempts, NULL::text AS run_at, NULL::bigint AS token,
+       NULL::float8 AS timeout, NULL::smallint AS priority
 FROM finished
 UNION ALL
-SELECT true, id, task, parameters, queue, attempts, run_at::text, token FROM started;
+SELECT true, id, task, parameters, queue, attempts, run_at::text, token, timeout, priority
+FROM started;
 
 -- name: refresh_heads
 -- Last in a transaction of retries and put-backs: the heads of the queues

@@ -222,7 +222,8 @@ def create_app(pool: ConnectionPool[Any], settings: Settings) -> Starlette:
                       counts=[(state, counts.get(state, 0)) for state in STATES],
                       total=sum(counts.values()), running=await fetch("running"),
                       queues=await fetch("queues"), workers=await fetch("workers"),
-                      periodic=await run_in_threadpool(schedules_now))
+                      periodic=await run_in_threadpool(schedules_now),
+                      paused=await fetch("paused_queues"))
 
     async def jobs(request: Request) -> Response:
         filters = {name: _filter(request, name) for name in ("state", "task", "queue")}

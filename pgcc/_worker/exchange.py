@@ -533,7 +533,7 @@ class Exchange:
         orders = []
         for row in rows:
             orders.append(JobOrder(row.id, row.task, row.parameters, row.attempts, row.queue,
-                                   row.token))
+                                   row.token, row.timeout, row.priority or 0))
             self._ledger.add((row.id, row.token))
         if orders:
             assert self._pool is not None
@@ -554,8 +554,9 @@ class Exchange:
             self._free_after = FRONT
             return
         # Rows come in claim order: the last without a queue is the position.
+        # Only jobs of priority 0 come from the position on (see the claim).
         for row in reversed(rows):
-            if row.queue is None:
+            if row.queue is None and row.priority == 0:
                 self._free_after = (row.run_at, row.id)
                 break
 

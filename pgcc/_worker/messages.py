@@ -24,6 +24,10 @@ class JobOrder(NamedTuple):
     queue: str | None
     # The fencing token of this claim: every outcome of it is conditional on it.
     token: int
+    # The job's own timeout in seconds; None: its task module's (or the worker's).
+    timeout: float | None = None
+    # Higher runs first among the jobs a claim hands over at once.
+    priority: int = 0
 
 
 class Ready(NamedTuple):

@@ -413,14 +413,16 @@ class Pool:
     @_locked
     def assign(self, orders: list[JobOrder], log_parameters: bool,
                lease_sound: bool = True) -> list[Child]:
-        """Give claimed jobs to children: queue heads to idle children first.
+        """Give claimed jobs to children: the highest priority first, and within
+        one, queue heads to idle children first.
         Jobs no child can take now go back (PutBack), and all of them while the
         lease is in doubt (the reaper may have handed them out again). Returns
         the children that have something to send."""
         if self.stopping or not lease_sound:
             self.outcomes.extend(PutBack(o.id, o.token, started=False) for o in orders)
             return []
-        ordered = sorted(orders, key=lambda order: order.queue is None)
+        # Higher priorities first; within one, heads before jobs without a queue.
+        ordered = sorted(orders, key=lambda order: (-order.priority, order.queue is None))
         targets = self._targets()
         batches: dict[Child, list[JobOrder]] = {}
         now = time.monotonic()
@@ -431,7 +433,8 @@ class Pool:
                 continue
             child = targets[position]
             job = RunningJob(order.id, order.task, order.attempt, order.token, order.queue,
-                             timeouts[order.task], now, now if not child.jobs else None)
+                             order.timeout or timeouts[order.task], now,
+                             now if not child.jobs else None)
             child.jobs.append(job)
             batch = batches.get(child)
             if batch is None:

@@ -413,13 +413,13 @@ def test_stale_finish_is_fenced(chaos: Chaos) -> None:
 
     (job,) = chaos.schedule([("fence", 0.1)])
     old, new = register(), register()
-    ((_, *_, old_token),) = claim(old)
+    ((_, _, _, _, _, _, old_token, *_),) = claim(old)
     # The old worker stops heartbeating; the reaper gives its job to the new one.
     chaos.conn.execute(chaos.q("UPDATE {workers} SET heartbeat_at = now() - interval '1 h'"
                                " WHERE id = %s"), [old])
     assert run("reap")[0][:2] == (1, 0)
     chaos.conn.execute(chaos.q("UPDATE {jobs} SET run_at = now() WHERE id = %s"), [job])
-    ((claimed_job, *_, attempt, _, new_token),) = claim(new)
+    ((claimed_job, _, _, _, attempt, _, new_token, *_),) = claim(new)
     assert (claimed_job, attempt) == (job, 2) and new_token != old_token
     before = snapshot()
     stale = [(old, old_token), (new, old_token), (old, new_token), (new, new_token + 1)]

@@ -143,13 +143,13 @@ def test_each_claim_gets_a_token_no_earlier_claim_had(
     job = client.schedule_task("t", {})
     tokens = []
     for _ in range(5):
-        ((job_id, *_, attempt, _, token),) = claimer.claim(limit=1)
+        ((job_id, _, _, _, attempt, _, token, *_),) = claimer.claim(limit=1)
         assert (job_id, attempt) == (job, 1)
         tokens.append(token)
         assert claimer.run("release", worker=claimer.worker, ids=[job], tokens=[token],
                            started=[False]) == [(job,)]
     assert len(set(tokens)) == len(tokens)
-    ((_, *_, token),) = claimer.claim(limit=1)
+    ((_, _, _, _, _, _, token, *_),) = claimer.claim(limit=1)
     for old in tokens:
         assert claimer.finish([[job, old, "done", '"stale"', None]]) == []
     assert claimer.finish([[job, token, "done", '"fresh"', None]]) == [(job,)]
@@ -228,7 +228,7 @@ def test_outcomes_commit_before_a_claim_that_fails(
     written (and says so), and a failing outcome keeps the claim from running."""
     claimer, _ = claimers
     job, other = client.schedule_task("t", {}), client.schedule_task("t", {})
-    ((_, *_, token),) = claimer.claim(limit=1)
+    ((_, _, _, _, _, _, token, *_),) = claimer.claim(limit=1)
     writer = OutcomeWriter(claimer.queries, ["t"], [10])
     writer.add([Response(job, token, JobState.DONE, '"kept"', None)])
     finish = writer.statements(claimer.worker, 0)

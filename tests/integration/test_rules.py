@@ -243,8 +243,9 @@ def test_named_row_reads_by_name(db: psycopg.Connection[Any]) -> None:
     factory = named_row(ClaimedRow)
     cur = db.cursor(row_factory=factory)
     row = cur.execute("SELECT 7 AS token, 'x' AS run_at, 2 AS attempts, NULL AS queue,"
-                      " '{}' AS parameters, 't' AS task, 1 AS id").fetchone()
-    assert row == ClaimedRow(1, "t", "{}", None, 2, "x", 7)
+                      " '{}' AS parameters, 't' AS task, 1 AS id, NULL AS timeout,"
+                      " 0 AS priority").fetchone()
+    assert row == ClaimedRow(1, "t", "{}", None, 2, "x", 7, None, 0)
     with pytest.raises(RowMismatch, match="token"):
         cur.execute("SELECT 1 AS id, 't' AS task, '{}' AS parameters, NULL AS queue,"
                     " 2 AS attempts, 'x' AS run_at")

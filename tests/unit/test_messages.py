@@ -38,6 +38,6 @@ def test_a_response_has_no_queue_unless_given() -> None:
 
 def test_fields_by_name() -> None:
     order = JobOrder(id=3, task="t", parameters="{}", attempt=2, queue=None, token=11)
-    assert order == (3, "t", "{}", 2, None, 11)
+    assert order == (3, "t", "{}", 2, None, 11, None, 0)
     assert NoResponse(3, 11, "crashed").reason == "crashed"
     assert PutBack(3, 11, started=False).started is False
