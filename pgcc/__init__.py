@@ -15,15 +15,17 @@ from pgcc._states import JobState, TaskStatus
 from pgcc.errors import (
     ConfigurationError,
     DatabaseUnavailable,
+    JobLost,
     ParameterTypeError,
     PgccError,
     ScheduleError,
     StaleTaskStateError,
+    StepError,
     TaskStateError,
 )
 
 if TYPE_CHECKING:
-    from pgcc._client import AsyncClient, Client, Job
+    from pgcc._client import AsyncClient, Client, Job, Step
     from pgcc._runner import AsyncJobContext, JobContext
     from pgcc._taskstate import AsyncTaskState, AsyncTaskStates, TaskState, TaskStates
 
@@ -37,12 +39,15 @@ __all__ = [
     "DatabaseUnavailable",
     "Job",
     "JobContext",
+    "JobLost",
     "JobState",
     "ParameterTypeError",
     "PgccError",
     "Retry",
     "ScheduleError",
     "StaleTaskStateError",
+    "Step",
+    "StepError",
     "TaskState",
     "TaskStateError",
     "TaskStates",
@@ -55,6 +60,7 @@ _LAZY = {
     "AsyncClient": "pgcc._client",
     "Client": "pgcc._client",
     "Job": "pgcc._client",
+    "Step": "pgcc._client",
     "AsyncJobContext": "pgcc._runner",
     "JobContext": "pgcc._runner",
     "AsyncTaskState": "pgcc._taskstate",

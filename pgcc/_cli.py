@@ -29,7 +29,7 @@ from pgcc.errors import ConfigurationError, DatabaseUnavailable, PgccError
 # pgcc._worker.config.DEFAULT_PREFETCH:
 DEFAULT_PREFETCH = 32
 # pgcc._bench.WORKLOADS:
-BENCH_WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8")
+BENCH_WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8", "W9")
 
 # -h as well as --help, on every command.
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -401,7 +401,7 @@ def show_job(job_id: int, as_json: AsJson = False, dsn: Dsn = None,
              schema_name: Schema = DEFAULT_SCHEMA, verbose: Verbose = False,
              connect_timeout: ConnectTimeout = None) -> None:
     """One job: parameters, state, attempts with their worker, times and
-    reasons, result, error, earlier runs."""
+    reasons, result, error, recorded steps, earlier runs."""
     from pgcc import _jobview as view
     from pgcc._client import Client
 
@@ -409,9 +409,11 @@ def show_job(job_id: int, as_json: AsJson = False, dsn: Dsn = None,
     _set_connect_timeout(connect_timeout)
     with _errors(), Client(dsn, schema=schema_name) as client:
         job = client.get_job(job_id)
+        steps = client.get_steps(job_id) if job is not None else []
     if job is None:
         _fail(f"no job {job_id}", 1)
-    typer.echo(view.as_json(view.job_dict(job)) if as_json else view.detail(job))
+    typer.echo(view.as_json(view.job_dict(job, steps)) if as_json
+               else view.detail(job, steps))
 
 # ---- end of seeing and acting on jobs ---------------------------------------------
 

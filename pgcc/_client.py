@@ -102,6 +102,17 @@ class Job:
         return self.state in FINISHED
 
 
+@dataclass(frozen=True)
+class Step:
+    """A step a job's run has recorded (`ctx.step`): its name, the value its
+    function returned, the attempt that ran it and when it committed."""
+
+    name: str
+    value: Any
+    attempt: int
+    created_at: dt.datetime
+
+
 FINISHED = frozenset({JobState.DONE, JobState.FAILED, JobState.DEAD, JobState.CANCELLED})
 # The states `pgcc retry --state` and retry_jobs take: the finished ones.
 RETRYABLE = frozenset(state.value for state in FINISHED)
@@ -225,6 +236,7 @@ def _refused(exc: psycopg.Error) -> ScheduleError:
 
 
 _job_row = class_row(Job)
+_step_row = class_row(Step)
 
 
 def _schema_name(schema: str | None) -> str:
@@ -382,6 +394,14 @@ class Client:
         with self.connection() as conn:
             cur = conn.cursor(row_factory=_job_row)
             return cur.execute(self._queries["get_job"], {"job_id": _check_id(job_id)}).fetchone()
+
+    def get_steps(self, job_id: int) -> list[Step]:
+        """The steps the job has recorded (ctx.step), in the order they
+        committed; a retried job keeps them. Empty for an unknown job."""
+        with self.connection() as conn:
+            cur = conn.cursor(row_factory=_step_row)
+            return cur.execute(self._queries["get_steps"],
+                               {"job_id": _check_id(job_id)}).fetchall()
 
     def list_jobs(self, state: str | JobState | None = None, *, task: str | None = None,
                   queue: str | None = None, limit: int = DEFAULT_LIST_LIMIT) -> list[Job]:
@@ -552,6 +572,13 @@ class AsyncClient:
             cur = conn.cursor(row_factory=_job_row)
             await cur.execute(self._queries["get_job"], {"job_id": _check_id(job_id)})
             return await cur.fetchone()
+
+    async def get_steps(self, job_id: int) -> list[Step]:
+        """See Client.get_steps."""
+        async with self.connection() as conn:
+            cur = conn.cursor(row_factory=_step_row)
+            await cur.execute(self._queries["get_steps"], {"job_id": _check_id(job_id)})
+            return await cur.fetchall()
 
     async def list_jobs(self, state: str | JobState | None = None, *, task: str | None = None,
                         queue: str | None = None, limit: int = DEFAULT_LIST_LIMIT) -> list[Job]:

@@ -95,6 +95,18 @@ def connect(dsn: str, **kwargs: object) -> psycopg.Connection[tuple[object, ...]
         raise ConfigurationError(f"bad DSN: {_first_line(exc)}") from exc
 
 
+async def connect_async(dsn: str, **kwargs: object) -> psycopg.AsyncConnection[tuple[object, ...]]:
+    """The twin of connect, for asyncio."""
+    kwargs.setdefault("connect_timeout", max(1, math.ceil(connect_timeout())))
+    try:
+        return await psycopg.AsyncConnection.connect(
+            dsn, autocommit=True, **kwargs)  # type: ignore[arg-type]
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {_first_line(exc)}") from exc
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(f"bad DSN: {_first_line(exc)}") from exc
+
+
 def require_schema(conn: psycopg.Connection[Any], schema_name: str) -> None:
     """DatabaseUnavailable naming the schema and `pgcc migrate` when the schema
     has no pgcc tables. Nothing is created."""

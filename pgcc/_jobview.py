@@ -7,12 +7,16 @@ import datetime as dt
 import json
 from typing import Any
 
-from pgcc._client import Job
+from pgcc._client import Job, Step
 
 
-def job_dict(job: Job) -> dict[str, Any]:
-    """The job as JSON-able values: times in ISO 8601, the state as text."""
-    return {key: _plain(value) for key, value in dataclasses.asdict(job).items()}
+def job_dict(job: Job, steps: list[Step] | None = None) -> dict[str, Any]:
+    """The job as JSON-able values: times in ISO 8601, the state as text; with
+    its recorded steps when given."""
+    shown = {key: _plain(value) for key, value in dataclasses.asdict(job).items()}
+    if steps is not None:
+        shown["steps"] = [_plain(dataclasses.asdict(step)) for step in steps]
+    return shown
 
 
 def _plain(value: Any) -> Any:
@@ -58,7 +62,7 @@ def table(jobs: list[Job]) -> str:
                      .rstrip() for row in rows)
 
 
-def detail(job: Job) -> str:
+def detail(job: Job, steps: list[Step] | None = None) -> str:
     """Everything about one job, for people."""
     lines = [
         f"job {job.id}: {job.task}" + (f" (queue {job.queue})" if job.queue else ""),
@@ -84,6 +88,12 @@ def detail(job: Job) -> str:
         lines.append("attempts without a response:")
         lines.extend(f"    attempt {e.get('attempt')} at {e.get('at')}: {e.get('error')}"
                      for e in job.attempt_errors)
+    if steps:
+        lines.append("steps:")
+        width = max(len(step.name) for step in steps)
+        lines.extend(f"    {step.name.ljust(width)}  attempt {step.attempt}, "
+                     f"{_time(step.created_at)}: {_first_line(json.dumps(step.value))}"
+                     for step in steps)
     if job.history:
         lines.append("earlier runs (before a retry):")
         for number, run in enumerate(job.history, 1):

@@ -22,22 +22,27 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from pgcc import _tasks as tasks
 from pgcc._retry import asked_retry
 from pgcc._validation import DEFAULT_PRIORITY
 from pgcc._worker import framing
 from pgcc._worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
+from pgcc.errors import JobLost
 
 if TYPE_CHECKING:
     import datetime as dt
 
     # Imported where a job first asks for a client: the worker itself never
     # does, and its children find the client loaded (pgcc._forkserver.PRELOAD).
+    import psycopg
+
     from pgcc._client import AsyncClient, Client, Delay
+    from pgcc._steps import JobSteps
     from pgcc._taskstate import AsyncTaskStates, TaskStates
 
 # Exit code of a child whose task ran out of memory (MemoryError): the worker
@@ -45,7 +50,11 @@ if TYPE_CHECKING:
 OUT_OF_MEMORY_EXIT = 86
 # Exit code of a child that would not start a job: its worker's lease had lapsed.
 LEASE_LAPSED_EXIT = 87
+# Exit code of a child whose job was lost during a step (pgcc.JobLost): the
+# job is no longer its attempt's, so the child answers nothing for it.
+JOB_LOST_EXIT = 88
 _PR_SET_PDEATHSIG = 1
+_T = TypeVar("_T")
 
 # An error text longer than this is cut: it is for a human to read.
 MAX_ERROR_CHARS = 64 * 1024
@@ -103,6 +112,11 @@ class _Environment:
     client: Client | None = None
     async_client: AsyncClient | None = None
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    # ctx.step's connections (pgcc._steps), one per kind, kept for later jobs.
+    step_connection: psycopg.Connection[Any] | None = None
+    async_step_connection: psycopg.AsyncConnection[Any] | None = None
+    # The steps of the job running now.
+    steps: JobSteps | None = None
 
     def task(self, name: str) -> tasks.Task:
         task = self.modules.get(name)
@@ -127,17 +141,64 @@ class _Environment:
                                             pool_size=1)
         return self.async_client
 
+    def job_steps(self, job_id: int, token: int) -> JobSteps:
+        if self.steps is None or self.steps.job_id != job_id or self.steps.token != token:
+            from pgcc._steps import JobSteps
+
+            self.steps = JobSteps(self.config.schema, job_id, token,
+                                  self.config.max_result_bytes)
+        return self.steps
+
+    # Inside a step's fn, ctx.schedule_task joins the step's transaction: the
+    # job it schedules commits with the step, so exactly once.
+    def in_step(self) -> psycopg.Connection[Any] | None:
+        running = self.steps is not None and self.steps.running is not None
+        return self.step_connection if running else None
+
+    def in_async_step(self) -> psycopg.AsyncConnection[Any] | None:
+        running = self.steps is not None and self.steps.running is not None
+        return self.async_step_connection if running else None
+
+    def sync_step_connection(self) -> psycopg.Connection[Any]:
+        conn = self.step_connection
+        if conn is None or conn.closed or conn.broken:
+            from pgcc._database import connect
+
+            conn = self.step_connection = connect(self.config.dsn,
+                                                  application_name="pgcc step")
+        return conn
+
+    async def aio_step_connection(self) -> psycopg.AsyncConnection[Any]:
+        conn = self.async_step_connection
+        if conn is None or conn.closed or conn.broken:
+            from pgcc._database import connect_async
+
+            conn = self.async_step_connection = await connect_async(
+                self.config.dsn, application_name="pgcc step")
+        return conn
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.step_connection is not None:
+            self.step_connection.close()
+        if self.async_client is not None:
+            self.loop.run_until_complete(self.async_client.close())
+        if self.async_step_connection is not None:
+            self.loop.run_until_complete(self.async_step_connection.close())
+
 
 class _JobFields:
     """What every `ctx` tells about its job."""
 
     def __init__(self, env: _Environment, job_id: int, task: str, attempt: int,
-                 queue: str | None) -> None:
+                 queue: str | None, token: int = 0) -> None:
         self._env = env
         self.job_id = job_id
         self.task = task
         self.attempt = attempt
         self.queue = queue
+        self._token = token  # the claim's fencing token: steps are fenced by it
 
 
 class JobContext(_JobFields):
@@ -151,11 +212,21 @@ class JobContext(_JobFields):
         """As Client.schedule_task, in the job's environment."""
         return self._env.sync_client().schedule_task(
             task, parameters, at=at, after=after, queue=queue, key=key, priority=priority,
-            max_attempts=max_attempts, timeout=timeout)
+            max_attempts=max_attempts, timeout=timeout,
+            connection=self._env.in_step())
 
     @property
     def taskstate(self) -> TaskStates:
         return self._env.sync_client().taskstate
+
+    def step(self, name: str, fn: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """Run fn(conn) once for this job, in one transaction that also records
+        it (see docs/steps.md); returns fn's value, or the value recorded when
+        an earlier attempt ran it. pgcc.JobLost when this attempt lost the job."""
+        from pgcc import _steps
+
+        return _steps.run(self._env.job_steps(self.job_id, self._token),  # type: ignore[no-any-return]
+                          self._env.sync_step_connection, name, fn)
 
 
 class AsyncJobContext(_JobFields):
@@ -169,11 +240,21 @@ class AsyncJobContext(_JobFields):
         """As AsyncClient.schedule_task, in the job's environment."""
         return await self._env.aio_client().schedule_task(
             task, parameters, at=at, after=after, queue=queue, key=key, priority=priority,
-            max_attempts=max_attempts, timeout=timeout)
+            max_attempts=max_attempts, timeout=timeout,
+            connection=self._env.in_async_step())
 
     @property
     def taskstate(self) -> AsyncTaskStates:
         return self._env.aio_client().taskstate
+
+    async def step(self, name: str,
+                   fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[_T]]) -> _T:
+        """The twin of JobContext.step: `await ctx.step(name, fn)` with an async fn."""
+        from pgcc import _steps
+
+        return await _steps.run_async(  # type: ignore[no-any-return]
+            self._env.job_steps(self.job_id, self._token), self._env.aio_step_connection,
+            name, fn)
 
 
 def _run(env: _Environment, order: JobOrder
@@ -181,16 +262,17 @@ def _run(env: _Environment, order: JobOrder
     """Run one job: its state, result (JSON text), error, and the delay of a
     retry it asked for (`queued`: ms, None for the backoff)."""
     job_id, task_name, parameters, attempt, queue = order[:5]
+    token = order.token
     task: tasks.Task | None = None
     try:
         task = env.task(task_name)
         params = json.loads(parameters)
         if task.is_async:
-            ctx: Any = AsyncJobContext(env, job_id, task_name, attempt, queue)
+            ctx: Any = AsyncJobContext(env, job_id, task_name, attempt, queue, token)
             args = (params, ctx) if task.wants_ctx else (params,)
             value = env.loop.run_until_complete(task.run(*args))
         else:
-            ctx = JobContext(env, job_id, task_name, attempt, queue)
+            ctx = JobContext(env, job_id, task_name, attempt, queue, token)
             value = task.run(params, ctx) if task.wants_ctx else task.run(params)
     except MemoryError:
         os._exit(OUT_OF_MEMORY_EXIT)
@@ -383,14 +465,26 @@ def child_main(channel: Connection, config: ChildConfig) -> None:
             running.set()
             started = time.perf_counter()
             JobLines.job_id = order.id
-            state, result, error, retry_after = _run(env, order)
+            try:
+                state, result, error, retry_after = _run(env, order)
+            except JobLost as exc:
+                _lost(exc, streams)
+            if env.steps is not None and env.steps.lost is not None:  # swallowed by the task
+                _lost(env.steps.lost, streams)
             for stream in streams:
                 stream.end_job()
             JobLines.job_id = None
             running.clear()
             pipe.send(Answer(order.id, order.attempt, state, result, error,
                              time.perf_counter() - started, retry_after))
-    if env.client is not None:
-        env.client.close()
-    if env.async_client is not None:
-        env.loop.run_until_complete(env.async_client.close())
+    env.close()
+
+
+def _lost(exc: JobLost, streams: tuple[JobLines, JobLines]) -> NoReturn:
+    """The job is no longer this attempt's: no answer (the worker's record of
+    this attempt's end is fenced out), and no other job in this child's line,
+    which may hold what the task left behind; the worker puts those back."""
+    print(f"stopped: {exc}", file=sys.stderr)
+    for stream in streams:
+        stream.end_job()
+    os._exit(JOB_LOST_EXIT)

@@ -151,6 +151,16 @@ def dump_parameters(parameters: object) -> str:
     return dump_json(check_parameters(parameters))
 
 
+def dump_value(value: object, what: str) -> str:
+    """Any JSON value (a step's, say) as JSON text; refused with the errors
+    refused parameters get, naming `what` (and the key path inside it)."""
+    try:
+        _check_value(value, what)
+    except ScheduleError as exc:
+        raise type(exc)(str(exc).removeprefix("parameters: ")) from None
+    return dump_json(value)
+
+
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:

@@ -38,3 +38,17 @@ class JobFilterError(PgccError, ValueError):
 class DatabaseUnavailable(PgccError):
     """The database cannot be used: unreachable, login refused, no database
     configured, or a schema without pgcc's tables (run `pgcc migrate`)."""
+
+
+class StepError(PgccError, ValueError):
+    """A step (ctx.step) was used wrongly: a bad or repeated name, steps
+    nested, or a function that ended the step's transaction itself."""
+
+
+class JobLost(BaseException):
+    """This attempt no longer owns its job (reaped, cancelled, or handed to a
+    newer attempt): its step did not commit, and the task is stopped.
+
+    A BaseException, like asyncio.CancelledError: a task's `except Exception`
+    cannot swallow it. The worker records nothing for this attempt; the job's
+    newer owner (or its cancellation) decides what becomes of it."""

@@ -88,3 +88,8 @@ SELECT p.queue, p.paused_at,
        (SELECT count(*) FROM {schema}.jobs j
         WHERE j.state = 'queued' AND j.queue = p.queue) AS waiting
 FROM {schema}.paused_queues p ORDER BY p.queue LIMIT 200;
+
+-- name: steps
+-- The job's recorded steps (ctx.step), in the order they committed.
+SELECT name, value, attempt, created_at FROM {schema}.steps
+WHERE job_id = %(job_id)s ORDER BY created_at, name;

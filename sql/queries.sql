@@ -645,3 +645,10 @@ SELECT p.task, p.schedule, p.timezone, p.parameters::text AS parameters, p.activ
        now() AS now
 FROM {schema}.periodic p LEFT JOIN {schema}.jobs j ON j.id = p.last_job_id
 ORDER BY p.task;
+
+-- ---- steps (ctx.step, issue 17) ----------------------------------------------
+
+-- name: get_steps
+-- A job's recorded steps, in the order they committed.
+SELECT name, value, attempt, created_at FROM {schema}.steps
+WHERE job_id = %(job_id)s ORDER BY created_at, name;

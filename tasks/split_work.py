@@ -1,8 +1,14 @@
 """Split a long job into pieces: each run handles one chunk of `total` items, records its
 progress in a task state (`split_work:<first job id>`, or `state_id`), then schedules
-itself with the next offset, in a queue of its own, until all items are done.
+itself with the next offset, until all items are done.
 
     pgcc schedule split_work '{"total": 10, "chunk": 3}'
+
+Two tools, each where it fits. The progress is shared by every piece, and each piece
+is a job of its own: that is task state, which any job (and anyone, with
+`pgcc.Client.taskstate`) reads by its id. Scheduling the next piece is an effect one
+job must have once: that is a step (ctx.step), whose record commits with the job it
+schedules, so a piece delivered again does not start a second chain.
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     done = state.data.get("processed", 0)
     end = min(offset + chunk, total)
     if offset >= done:
-        # This chunk is new. (A redelivered piece whose chunk was saved skips the work
-        # and only makes sure the next piece is scheduled.)
+        # This chunk is new. (A piece delivered again after saving its chunk skips the
+        # work and goes on to schedule the next piece, if it had not yet.)
         state.data = {
             "total": total,
             "processed": end,
@@ -39,8 +45,7 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         state.save()
         print(f"split_work {state_id}: items {offset}..{end - 1} of {total} done", flush=True)
     if end < total:
-        # One queue per split job: if a piece is ever scheduled twice (a redelivery after
-        # scheduling), the copies run one after the other and the second one skips.
-        ctx.schedule_task(ctx.task, {**params, "offset": end, "state_id": state_id},
-                          queue=state_id)
+        # In a step's function, ctx.schedule_task joins the step's transaction.
+        ctx.step("next piece", lambda conn: ctx.schedule_task(
+            ctx.task, {**params, "offset": end, "state_id": state_id}))
     return {"state_id": state_id, "processed": end, "total": total}

@@ -16,6 +16,12 @@ What pgcc does for you and what the pattern is still for:
   the charge, before the job's outcome was written) or two jobs may name the same order:
   the task state records what was done, shared by every job that names it, and its
   `tries_remaining` counts the failures of the body across those jobs.
+- When to use it: the state is keyed by what is done (an order), not by a job, so it
+  holds across jobs, and it can guard an effect outside this database. For an effect in
+  this database done by one job, a step (ctx.step, see charge_once.py and
+  docs/steps.md) is simpler and exact: the effect and its record commit in one
+  transaction, where this pattern has a window between the body and its `complete`
+  (here closed by asking the other system, body_done).
 """
 
 from __future__ import annotations

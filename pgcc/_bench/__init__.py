@@ -35,7 +35,7 @@ from pgcc._client import Client
 from pgcc._embedded import pg_binary
 from pgcc._queries import for_schema
 
-WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8")
+WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8", "W9")
 # Seconds from a worker's registration until its children are up, with room to
 # spare on a slow machine (~0.5 s here).
 CHILDREN_START = 1.0
@@ -152,6 +152,8 @@ class Bench:
                  "--tasks", str(self.tasks_dir), "--concurrency", str(concurrency),
                  "--no-migrate", "--quiet"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                # W9's write_plain connects by itself, as a task would.
+                env={**os.environ, "PGCC_BENCH_DSN": self.dsn},
             )
             for _ in range(count)
         ]
@@ -420,6 +422,41 @@ class Bench:
                         "drained", "jobs/s", rate, ref="REF-claim")
 
 
+    def w9(self) -> None:
+        """What a step costs: jobs that each write one row, in a transaction of
+        their own (write_plain) or as a step (write_step), drained by one
+        worker x 10; and the write's own time, measured in the task."""
+        total = self.sizes.n(5_000, 100)
+        for rep in range(self.reps):
+            times = {}
+            for task in ("write_plain", "write_step"):
+                self.progress(f"W9 rep {rep + 1}/{self.reps}: {total:,} jobs of {task}")
+                with self.fresh_schema("w9") as name, \
+                        psycopg.connect(self.dsn, autocommit=True) as conn:
+                    conn.execute(_q(name, "writes_table"))
+                    conn.execute(_q(name, "enqueue_writes"),
+                                 {"task": task, "schema": name, "count": total})
+                    conn.execute(_q(name, "vacuum_jobs"))
+                    with self.workers(name, 1, 10):
+                        self.wait_done(conn, name, total, f"W9 {task}", task=task)
+                    first, last = conn.execute(_q(name, "run_span_of"),  # type: ignore[misc]
+                                               {"task": task}).fetchone()
+                    ms, rows, not_done = conn.execute(  # type: ignore[misc]
+                        _q(name, "write_times"), {"task": task}).fetchone()
+                if rows != total or not_done:
+                    self.report.problem("W9", f"{task}: {rows} rows written and {not_done} "
+                                        f"jobs not done, of {total}")
+                key = "W9-plain" if task == "write_plain" else "W9-step"
+                self.report.add(key, f"drain, jobs writing one row ({task}), 1 worker x 10",
+                                "jobs/s", total / max(1e-9, last - first),
+                                ref=None if key == "W9-plain" else "W9-plain")
+                self.report.add(f"{key}-p50", f"{task}: the write's time in the task, p50",
+                                "ms", ms, higher_is_better=False)
+                times[key] = ms
+            self.report.add("W9-extra", "a step's extra time per write, p50", "ms",
+                            times["W9-step"] - times["W9-plain"], higher_is_better=False)
+
+
 def _percentile(values: list[float], pct: float) -> float:
     if not values:
         return float("nan")
@@ -514,7 +551,7 @@ def run(dsn: str, *, only: list[str], reps: int, scale: float, progress: Progres
     bench = Bench(dsn, reps=reps, sizes=Sizes(scale), progress=progress)
     steps = {"REF": bench.ref, "W1": bench.w1, "W2": bench.w2, "W3": bench.w3,
              "W4": bench.w4, "W5": bench.w5, "W5-COLD": bench.w5_cold, "W6": bench.w6,
-             "W7": bench.w7, "W8": bench.w8}
+             "W7": bench.w7, "W8": bench.w8, "W9": bench.w9}
     for name in only:
         steps[name]()
     return bench.report

@@ -60,3 +60,20 @@ SELECT 'queued', jsonb_build_object() FROM generate_series(1, %(count)s);
 
 -- name: ref_vacuum
 VACUUM ANALYZE {schema}.ref_jobs;
+
+-- name: writes_table
+-- W9's table: one row per job, written by the job (plainly or as a step).
+CREATE TABLE {schema}.bench_rows (job_id bigint PRIMARY KEY,
+                                  at timestamptz NOT NULL DEFAULT now());
+
+-- name: enqueue_writes
+INSERT INTO {schema}.jobs (task, parameters)
+SELECT %(task)s, jsonb_build_object('i', i, 'schema', %(schema)s::text)
+FROM generate_series(1, %(count)s) AS i;
+
+-- name: write_times
+-- Per-job write time (ms) the tasks measured, and how many rows they wrote.
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY (result ->> 'ms')::float8),
+       (SELECT count(*) FROM {schema}.bench_rows),
+       count(*) FILTER (WHERE state <> 'done')
+FROM {schema}.jobs WHERE task = %(task)s;

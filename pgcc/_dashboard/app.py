@@ -249,7 +249,13 @@ def create_app(pool: ConnectionPool[Any], settings: Settings) -> Starlette:
         rows = await fetch("job", {"job_id": job_id})
         if not rows:
             return refuse(request, 404, f"no job {job_id}")
-        return render(request, "job.html", page="jobs", job=rows[0],
+        try:
+            steps: list[dict[str, Any]] | None = await fetch("steps", {"job_id": job_id})
+        except psycopg.errors.InsufficientPrivilege:
+            # A role granted before steps existed (see `pgcc grant`): the job
+            # is still shown.
+            steps = None
+        return render(request, "job.html", page="jobs", job=rows[0], steps=steps,
                       message=request.query_params.get("done"))
 
     async def act(request: Request) -> Response:

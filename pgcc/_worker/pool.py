@@ -524,6 +524,9 @@ class Pool:
 def exit_reason(code: int | None) -> str:
     if code == runner.OUT_OF_MEMORY_EXIT:
         return "the child ran out of memory (MemoryError)"
+    if code == runner.JOB_LOST_EXIT:
+        return ("stopped by pgcc.JobLost: a step found the job no longer this attempt's "
+                "(reaped, cancelled or handed to a newer attempt)")
     if code == runner.LEASE_LAPSED_EXIT:
         return "not started: the worker's lease had lapsed (the worker was frozen)"
     if code is not None and code < 0:

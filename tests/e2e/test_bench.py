@@ -19,11 +19,13 @@ def test_bench_runs_every_workload_and_reports_ratios(pg_dsn: str) -> None:
     report = json.loads(result.stdout)
     figures = report["figures"]
     for key in ("REF-claim", "REF-insert", "SQL-enqueue", "W1", "W1-p50", "W1-p99", "W2",
-                "W3-1", "W3-2", "W3-rss", "W4-p50", "W4-p99", "W5", "W6"):
+                "W3-1", "W3-2", "W3-rss", "W4-p50", "W4-p99", "W5", "W6", "W9-plain",
+                "W9-step", "W9-plain-p50", "W9-step-p50"):
         assert key in figures, f"{key} missing from the report"
         assert figures[key]["median"] > 0, key
     assert figures["W1"]["ratio_to_ref"] > 0
     assert figures["W3-1"]["ref"] == "REF-claim"
+    assert figures["W9-step"]["ref"] == "W9-plain" and "W9-extra" in figures
     assert report["problems"] == {}, report["problems"]
     assert "..." in result.stderr  # progress lines while it runs
 
@@ -43,10 +45,10 @@ def test_bench_leaves_no_schema_behind(pg_dsn: str) -> None:
 
 
 def test_bench_refuses_an_unknown_workload(pg_dsn: str) -> None:
-    result = subprocess.run([PGCC, "bench", "--dsn", pg_dsn, "--only", "W9"],
+    result = subprocess.run([PGCC, "bench", "--dsn", pg_dsn, "--only", "W99"],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 2
-    assert "W9" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "W99" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_the_bench_ships_its_tasks_and_sql_in_its_package() -> None:
@@ -58,8 +60,8 @@ def test_the_bench_ships_its_tasks_and_sql_in_its_package() -> None:
 
     home = resources.files("pgcc._bench")
     runner = bench.Bench("postgresql://unused", reps=1, sizes=bench.Sizes(), progress=print)
-    assert sorted(p.name for p in runner.tasks_dir.glob("*.py")) == ["noop.py",
-                                                                      "serial_probe.py"]
+    assert sorted(p.name for p in runner.tasks_dir.glob("*.py")) == [
+        "noop.py", "serial_probe.py", "write_plain.py", "write_step.py"]
     for script in ("claim_cycle", "ref_setup", "schedule_task", "single_insert"):
         assert (home / "sql" / f"{script}.sql").is_file(), script
     assert 'FROM "s".jobs' in bench._q("s", "serial_runs")

@@ -88,7 +88,7 @@ def test_split_work_schedules_itself_until_done(
     pieces = jobs(db, schema_name, "split_work")
     assert [p["state"] for p in pieces] == ["done"] * 4
     assert [p["parameters"].get("offset", 0) for p in pieces] == [0, 3, 6, 9]
-    assert [p["queue"] for p in pieces] == [None] + [f"split_work:{first}"] * 3
+    assert [p["queue"] for p in pieces] == [None] * 4
     assert [p["result"]["processed"] for p in pieces] == [3, 6, 9, 10]
 
     # A piece delivered again skips the work it already did and carries on to the end.
@@ -98,6 +98,46 @@ def test_split_work_schedules_itself_until_done(
     all_final(db, schema_name)
     assert [p["state"] for p in jobs(db, schema_name, "split_work")] == ["done"] * 8
     assert client.taskstate.get(f"split_work:{first}").data == expected
+
+
+def test_split_work_delivered_again_starts_no_second_chain(
+        tasks_dir: Path, tmp_path: Path, client: pgcc.Client, db: psycopg.Connection[Any],
+        schema_name: str, start_worker: WorkerFactory) -> None:
+    """The second piece dies right after scheduling the third (its step
+    committed): delivered again, it finds the step recorded and schedules nothing."""
+    test_tasks = copy_tasks(tmp_path / "tasks", MISC_TASKS, "crashing_split")
+    shutil.copy(tasks_dir / "split_work.py", test_tasks / "_split_work.py")
+    start_worker(test_tasks, *FAST)
+    client.schedule_task("crashing_split", {"total": 10, "chunk": 3,
+                                            "state_id": "split"})
+    state = state_reaches(client, "split")
+    all_final(db, schema_name)
+    pieces = jobs(db, schema_name, "crashing_split")
+    assert [p["parameters"].get("offset", 0) for p in pieces] == [0, 3, 6, 9]
+    assert [(p["state"], p["attempts"]) for p in pieces] == [
+        ("done", 1), ("done", 2), ("done", 1), ("done", 1)]
+    assert state.data == {"total": 10, "processed": 10, "pieces": 4,
+                          "sum": sum(i * i for i in range(10))}
+
+
+def test_charge_once_charges_once_across_a_crash(
+        tasks_dir: Path, client: pgcc.Client, db: psycopg.Connection[Any], schema_name: str,
+        start_worker: WorkerFactory) -> None:
+    start_worker(tasks_dir, *FAST)
+    table = f"{schema_name}.payments"
+    job = finished(client, client.schedule_task("charge_once", {
+        "order": "order-1", "amount": 25, "table": table, "crash_once": True}))
+    assert (job.state, job.attempts) == ("done", 2), job.error
+    payments = db.execute(sql.SQL("SELECT id, order_id, amount, attempt FROM {}").format(
+        sql.Identifier(schema_name, "payments"))).fetchall()
+    assert [(order, int(amount), attempt) for _, order, amount, attempt in payments] == [
+        ("order-1", 25, 1)]
+    assert job.result is not None and job.result["payment"] == payments[0][0]
+    receipt = finished(client, job.result["receipt_job"])
+    assert (receipt.task, receipt.state) == ("send_email", "done")
+    assert receipt.parameters["subject"] == "Receipt for order-1"
+    assert len(jobs(db, schema_name, "send_email")) == 1
+    assert [s.name for s in client.get_steps(job.id)] == ["charge", "receipt"]
 
 
 def test_signup_reuses_send_email(tasks_dir: Path, client: pgcc.Client,

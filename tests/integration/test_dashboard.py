@@ -142,6 +142,23 @@ def test_job_detail_shows_everything_escaped(
     assert browser(pool, schema_name).get("/jobs/999999").status_code == 404
 
 
+def test_job_detail_shows_its_steps_escaped(
+        client: pgcc.Client, db: psycopg.Connection[Any], schema_name: str,
+        pool: ConnectionPool[Any]) -> None:
+    job_id = client.schedule_task("charge")
+    set_state(db, schema_name, job_id, "done")
+    db.execute(q(schema_name, "INSERT INTO {}.steps (job_id, name, value, attempt, token)"
+                              " VALUES (%s, '<i>charge</i>', %s, 2, 7)"),
+               [job_id, '{"id": "<b>ch_1</b>"}'])
+    page = browser(pool, schema_name).get(f"/jobs/{job_id}")
+    assert page.status_code == 200
+    assert '<table id="steps">' in page.text and "<i>" not in page.text
+    assert "&lt;i&gt;charge&lt;/i&gt;</td><td>2</td>" in page.text
+    assert "&lt;b&gt;ch_1&lt;/b&gt;" in page.text
+    other = client.schedule_task("plain")
+    assert 'id="steps"' not in browser(pool, schema_name).get(f"/jobs/{other}").text
+
+
 def test_cancel_button_cancels_a_queued_job(
         client: pgcc.Client, schema_name: str, pool: ConnectionPool[Any]) -> None:
     job_id = client.schedule_task("alpha", {})

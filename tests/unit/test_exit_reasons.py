@@ -29,3 +29,9 @@ def test_running_out_of_memory_and_a_lapsed_lease_have_codes_of_their_own() -> N
     assert "lease had lapsed" in exit_reason(runner.LEASE_LAPSED_EXIT)
     assert runner.OUT_OF_MEMORY_EXIT != runner.LEASE_LAPSED_EXIT
     assert {runner.OUT_OF_MEMORY_EXIT, runner.LEASE_LAPSED_EXIT}.isdisjoint({0, 1})
+
+
+def test_a_job_lost_during_a_step_has_a_code_of_its_own() -> None:
+    assert "pgcc.JobLost" in exit_reason(runner.JOB_LOST_EXIT)
+    assert runner.JOB_LOST_EXIT not in {0, 1, runner.OUT_OF_MEMORY_EXIT,
+                                        runner.LEASE_LAPSED_EXIT}
