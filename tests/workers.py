@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -115,6 +116,22 @@ def start_worker(pg_dsn: str, schema_name: str, tmp_path: Path) -> Iterator[Work
     factory = WorkerFactory(pg_dsn, schema_name, tmp_path)
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture
+def show_worker_logs(start_worker: WorkerFactory, db: psycopg.Connection[Any],
+                     schema_name: str) -> Iterator[None]:
+    """On a failure, pytest shows what this prints: the jobs and every worker's
+    log. A module takes it with `pytestmark = pytest.mark.usefixtures(...)`."""
+    yield
+    print_worker_logs(start_worker, db, schema_name)
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines a test task appended to `path` (none yet: empty)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
 def print_worker_logs(factory: WorkerFactory, conn: psycopg.Connection[Any],

@@ -5,13 +5,9 @@ the child is gone; retried jobs run again; wait_for waits for the end."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 
 import pgcc
@@ -20,22 +16,11 @@ from tests.tasks.worker.watcher import alive
 from tests.workers import (
     WorkerFactory,
     copy_tasks,
-    print_worker_logs,
+    records,
     wait_for,
 )
 
-
-@pytest.fixture(autouse=True)
-def _show_worker_logs(start_worker: WorkerFactory, db: psycopg.Connection[Any],
-                      schema_name: str) -> Iterator[None]:
-    yield
-    print_worker_logs(start_worker, db, schema_name)
-
-
-def records(log: Path) -> list[dict[str, Any]]:
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines()]
+pytestmark = pytest.mark.usefixtures("show_worker_logs")
 
 
 def test_cancelling_a_running_job_kills_its_child_within_2s_and_its_queue_waits_for_it(

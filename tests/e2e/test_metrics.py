@@ -10,7 +10,6 @@ import re
 import socket
 import subprocess
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from tests.workers import (
     WorkerProcess,
     all_jobs_final,
     job_states,
-    print_worker_logs,
     wait_for,
     write_task,
 )
@@ -38,11 +36,7 @@ SLEEPS = ('"""Sleeps params["seconds"]."""\n\nimport time\n\n'
           'def run(params):\n    time.sleep(params["seconds"])\n')
 
 
-@pytest.fixture(autouse=True)
-def _show_worker_logs(start_worker: WorkerFactory, db: psycopg.Connection[Any],
-                      schema_name: str) -> Iterator[None]:
-    yield
-    print_worker_logs(start_worker, db, schema_name)
+pytestmark = pytest.mark.usefixtures("show_worker_logs")
 
 
 def tasks(tmp_path: Path) -> Path:

@@ -3,31 +3,16 @@ win over its task module's (docs/scheduling.md)."""
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 
 import pgcc
 from tests.paths import OPTIONS_TASKS, run_cli
-from tests.workers import WorkerFactory, copy_tasks, finished, print_worker_logs, wait_for
+from tests.workers import WorkerFactory, copy_tasks, finished, records, wait_for
 
-
-@pytest.fixture(autouse=True)
-def _show_worker_logs(start_worker: WorkerFactory, db: psycopg.Connection[Any],
-                      schema_name: str) -> Iterator[None]:
-    yield
-    print_worker_logs(start_worker, db, schema_name)
-
-
-def records(log: Path) -> list[dict[str, Any]]:
-    if not log.exists():
-        return []
-    return [json.loads(line) for line in log.read_text().splitlines()]
+pytestmark = pytest.mark.usefixtures("show_worker_logs")
 
 
 def test_a_jobs_timeout_stops_it_though_its_module_sets_none(

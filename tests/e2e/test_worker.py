@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from tests.workers import (
     all_jobs_final,
     copy_tasks,
     job_states,
-    print_worker_logs,
+    records,
     wait_for,
     write_task,
 )
@@ -50,12 +49,7 @@ def tasks_of(tmp_path: Path, *names: str, **renamed: str) -> Path:
 # --- helpers -------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _show_worker_logs(start_worker: WorkerFactory, db: psycopg.Connection[Any],
-                      schema_name: str) -> Iterator[None]:
-    """On a failure, pytest shows what this prints: the jobs and every worker's log."""
-    yield
-    print_worker_logs(start_worker, db, schema_name)
+pytestmark = pytest.mark.usefixtures("show_worker_logs")
 
 
 def job(db: psycopg.Connection[Any], schema: str, job_id: int) -> dict[str, Any]:
@@ -81,12 +75,6 @@ def wait_final(db: psycopg.Connection[Any], schema: str, timeout: float = 60) ->
 
 def wait_ready(worker: WorkerProcess, timeout: float = 30) -> None:
     wait_for(lambda: " ready: " in worker.log(), timeout, "the worker to be ready")
-
-
-def records(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
 def _stat(pid: int) -> tuple[str, int, str] | None:
