@@ -179,6 +179,10 @@ WHERE (SELECT id FROM {schema}.jobs WHERE queue_touched AND queue IS NOT NULL
 -- '-infinity' and reads from the front. Claimed rows come back in claim
 -- order, each with its run_at as text, for the next such position: text, so
 -- that no value of the column can fail to load in the worker.
+-- With %(prioritized)s false (the worker saw no job of another priority than
+-- 0, see exchange.py) the claim is the one before priorities: every job in
+-- run_at order, and the parts for other priorities are skipped by a one-time
+-- filter of the generic plan (never executed).
 WITH heads AS (
     SELECT h.job_id AS id FROM unnest(%(tasks)s::text[]) AS t(task), LATERAL (
         SELECT q.job_id FROM {schema}.queue_heads q
@@ -194,13 +198,14 @@ WITH heads AS (
         WHERE q.task = t.task AND q.priority <> 0 AND q.run_at <= now()
         ORDER BY q.priority DESC, q.run_at LIMIT %(head_scan)s
     ) h
+    WHERE %(prioritized)s::boolean
 ), free AS (
     -- Locked as they are read, so that rows another worker holds do not count
     -- towards the limit: concurrent workers each get jobs.
     SELECT j.id, j.run_at AS sort_at, j.priority FROM {schema}.jobs j
     WHERE j.state = 'queued' AND j.queue IS NULL AND j.run_at <= now() AND j.attempts < 1000000
       AND (j.run_at, j.id) > (%(free_after_run_at)s::text::timestamptz, %(free_after_id)s::bigint)
-      AND j.task = ANY(%(tasks)s::text[]) AND j.priority = 0
+      AND j.task = ANY(%(tasks)s::text[]) AND (j.priority = 0 OR NOT %(prioritized)s::boolean)
     ORDER BY j.run_at, j.id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), free_prioritized AS (
@@ -208,7 +213,8 @@ WITH heads AS (
     -- from the position, which only jobs of priority 0 move (those of
     -- another priority the claim leaves must stay ahead of it).
     SELECT j.id, j.run_at AS sort_at, j.priority FROM {schema}.jobs j
-    WHERE j.state = 'queued' AND j.queue IS NULL AND j.priority <> 0 AND j.run_at <= now()
+    WHERE %(prioritized)s::boolean
+      AND j.state = 'queued' AND j.queue IS NULL AND j.priority <> 0 AND j.run_at <= now()
       AND j.attempts < 1000000 AND j.task = ANY(%(tasks)s::text[])
     ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -256,6 +262,14 @@ WITH heads AS (
 )
 SELECT id, task, parameters, queue, attempts, run_at::text, token, timeout, priority
 FROM claimed ORDER BY run_at, id;
+
+-- name: any_prioritized
+-- Whether any job waiting for a claim has another priority than 0 (see
+-- "prioritized" in the claim): two looks into partial indexes, empty in the
+-- common case. Jobs not yet due count: their priority holds when they are.
+SELECT EXISTS (SELECT FROM {schema}.jobs j
+               WHERE j.state = 'queued' AND j.queue IS NULL AND j.priority <> 0)
+    OR EXISTS (SELECT FROM {schema}.queue_heads q WHERE q.priority <> 0);
 
 -- name: running_of_worker
 SELECT id, token FROM {schema}.jobs WHERE worker_id = %(worker)s AND state = 'running';
@@ -353,12 +367,15 @@ WITH outcome AS (
 ), outranked AS (
     -- The highest priority above 0 among the other due work of this worker's
     -- tasks: a queue's next job of a lower priority is not handed over but
-    -- waits as its queue's head, for the claims to order.
+    -- waits as its queue's head, for the claims to order. Not looked for
+    -- when %(prioritized)s is false (see the claim).
     SELECT greatest(
         (SELECT max(q.priority) FROM {schema}.queue_heads q
-         WHERE q.priority <> 0 AND q.run_at <= now() AND q.task = ANY(%(tasks)s::text[])),
+         WHERE %(prioritized)s::boolean
+           AND q.priority <> 0 AND q.run_at <= now() AND q.task = ANY(%(tasks)s::text[])),
         (SELECT j.priority FROM {schema}.jobs j
-         WHERE j.state = 'queued' AND j.queue IS NULL AND j.priority <> 0
+         WHERE %(prioritized)s::boolean
+           AND j.state = 'queued' AND j.queue IS NULL AND j.priority <> 0
            AND j.run_at <= now() AND j.task = ANY(%(tasks)s::text[])
          ORDER BY j.priority DESC, j.run_at, j.id LIMIT 1)) AS priority
 ), handed AS (
@@ -366,7 +383,8 @@ WITH outcome AS (
     -- always waits for a claim.
     SELECT n.id FROM next n
     WHERE n.run_at <= now() AND n.task = ANY(%(tasks)s::text[]) AND n.attempts < 1000000
-      AND n.priority >= 0 AND n.priority >= coalesce((SELECT priority FROM outranked), 0)
+      AND (NOT %(prioritized)s::boolean
+           OR n.priority >= greatest(0, (SELECT priority FROM outranked)))
     ORDER BY n.run_at, n.id LIMIT %(hand_limit)s
 ), started AS (
     SELECT * FROM {schema}.start_jobs(ARRAY(SELECT id FROM handed), %(worker)s,

@@ -53,6 +53,9 @@ TAKE_IN_BATCH = 1000
 # Queue heads read per task beyond twice the heads wanted, for those other
 # workers' claims hold at the same moment.
 HEAD_SCAN_SPARE = 8
+# At most how often (seconds) a worker looks whether jobs of another priority
+# than 0 wait (see _prioritized); more often when its poll interval is shorter.
+PRIORITY_CHECK_INTERVAL = 1.0
 
 
 # ---- what the supervisor says to the exchange --------------------------------
@@ -161,6 +164,16 @@ class Exchange:
         # it, and at least once per poll interval.
         self._free_after = FRONT
         self._next_front_read = 0.0
+        # The claim's and the write's "prioritized" (see the claim query): the
+        # rule. True at start. While true, a look (any_prioritized, in a
+        # claim's round trip) at most every PRIORITY_CHECK_INTERVAL (or poll
+        # interval) turns it off when no waiting job has another priority than
+        # 0: then they cost nothing, and every job is taken in run_at order.
+        # While false, it turns on by a NOTIFY 'priority' (the doors send one
+        # when they write such a job) or by the same look, which finds jobs a
+        # plain INSERT wrote: those may be taken in plain order until then.
+        self._prioritized = True
+        self._next_priority_check = 0.0
 
     # ---- the loop ------------------------------------------------------------
 
@@ -417,6 +430,8 @@ class Exchange:
                     if self.on_cancel is not None:
                         self.on_cancel()
                     continue
+                if notification.extra == b"priority":
+                    self._prioritized = True
                 self._want_claim = True
                 self._due_known = False
                 self._take_in = True
@@ -456,7 +471,7 @@ class Exchange:
         # the claim asks for what room is left.
         hand = min(heads, self._writer.queue_responses) if writing and may_claim else 0
         if writing:
-            groups.append(self._writer.statements(self._worker_id, hand))
+            groups.append(self._writer.statements(self._worker_id, hand, self._prioritized))
         limit, heads = limit - hand, heads - hand
         # Every pending outcome is a queue's job going on with its next one:
         # the room they free is taken in the write.
@@ -468,6 +483,7 @@ class Exchange:
             or (writing and self._writer.has_put_backs) else self._free_after
         asking_due = False
         taking_in = False
+        checking_priority = False
         if claiming:
             claim: list[Statement] = []
             taking_in = self._take_in or now >= self._next_take_in
@@ -482,6 +498,7 @@ class Exchange:
                 "head_limit": heads, "head_scan": 2 * heads + HEAD_SCAN_SPARE,
                 "queue_lock_space": self._queue_lock_space,
                 "free_after_run_at": free_after[0], "free_after_id": free_after[1],
+                "prioritized": self._prioritized,
             }, CLAIMED))
             # For the wake-up timer if the claim comes back short, in the same
             # round trip; only when something may have changed it.
@@ -489,6 +506,12 @@ class Exchange:
             if asking_due:
                 claim.append(("next_due", self._queries["next_due"],
                               {"tasks": self._task_names}))
+            # Last, for the next claims (see _prioritized).
+            checking_priority = now >= self._next_priority_check
+            if checking_priority:
+                self._next_priority_check = now + min(PRIORITY_CHECK_INTERVAL,
+                                                      self._config.poll_interval)
+                claim.append(("any_prioritized", self._queries["any_prioritized"], {}))
             groups.append(claim)
         if not groups:
             return
@@ -507,6 +530,12 @@ class Exchange:
                 self._room_grew = started < hand
         if claiming:
             rows = results[0]
+            if checking_priority:
+                waiting = rows.pop()
+                if bool(waiting[0][0]) and not self._prioritized:
+                    # Jobs a plain INSERT wrote: the next claim orders them.
+                    self._want_claim = True
+                self._prioritized = bool(waiting[0][0])
             if taking_in:
                 # Until a call finds nothing touched: there may be more than a batch.
                 taken = rows.pop(0)

@@ -74,15 +74,19 @@ class OutcomeWriter:
     def clear(self) -> None:
         self._responses, self._lost, self._back = [], [], []
 
-    def statements(self, worker_id: int, hand_limit: int) -> list[Statement]:
+    def statements(self, worker_id: int, hand_limit: int,
+                   prioritized: bool = True) -> list[Statement]:
         """The statements that write every pending outcome (one per kind). Up
         to `hand_limit` queues whose job ended go on with their next job on
-        this worker at once: written() returns those jobs."""
+        this worker at once: written() returns those jobs. `prioritized`: see
+        the claim query and the worker's rule for it (exchange.py)."""
         self._sent = (len(self._responses), len(self._lost), len(self._back))
-        return self._statements(self._responses, self._lost, self._back, worker_id, hand_limit)
+        return self._statements(self._responses, self._lost, self._back, worker_id, hand_limit,
+                                prioritized)
 
     def _statements(self, responses: list[Response], lost: list[NoResponse | AskedRetry],
-                    back: list[PutBack], worker: int, hand_limit: int) -> list[Statement]:
+                    back: list[PutBack], worker: int, hand_limit: int,
+                    prioritized: bool = True) -> list[Statement]:
         statements: list[Statement] = []
         if any(o.queue is not None for o in responses):
             statements.append(("lock_outcome_queues", self._queries["lock_outcome_queues"], {
@@ -92,7 +96,7 @@ class OutcomeWriter:
             statements.append(("finish_in_queues", self._queries["finish_in_queues"], {
                 "worker": worker, "outcomes": json.dumps(responses, ensure_ascii=False),
                 "tasks": self._tasks, "max_attempts": self._max_attempts,
-                "hand_limit": hand_limit,
+                "hand_limit": hand_limit, "prioritized": prioritized,
             }, HANDED))
         elif responses:
             statements.append(("finish", self._queries["finish"], {

@@ -128,6 +128,10 @@ BEGIN
                                max_attempts, timeout)
         VALUES ($1, $2, $5, due, due, coalesce($7, 0), $8, $9)
         RETURNING id INTO job_id;
+        IF $7 <> 0 THEN
+            -- Tells idle workers that claim in plain order to order by priority.
+            PERFORM pg_notify('pgcc.' || current_schema(), 'priority');
+        END IF;
         RETURN job_id;
     END IF;
     LOOP
@@ -137,6 +141,9 @@ BEGIN
         ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
         RETURNING id INTO job_id;
         IF job_id IS NOT NULL THEN
+            IF $7 <> 0 THEN
+                PERFORM pg_notify('pgcc.' || current_schema(), 'priority');
+            END IF;
             RETURN job_id;
         END IF;
         SELECT j.id INTO job_id FROM %1$I.jobs j
@@ -182,6 +189,7 @@ DECLARE
     limit_bytes bigint;
     infinite boolean;
     suspect boolean;
+    prioritized boolean;
 BEGIN
     IF jobs IS NULL OR jsonb_typeof(jobs) <> 'array' THEN
         RAISE EXCEPTION 'jobs must be a JSON array of job objects' USING ERRCODE = '22023';
@@ -371,12 +379,17 @@ BEGIN
             SELECT id, task, parameters, queue, due, due, key, priority, max_attempts, timeout
             FROM spec ORDER BY ord
             ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
-            RETURNING id, scheduled_at
+            RETURNING id, scheduled_at, priority
         )
         SELECT (SELECT array_agg(id ORDER BY ord) FROM spec),
                (SELECT coalesce(array_agg(id), '{}') FROM inserted),
-               (SELECT bool_or(NOT isfinite(scheduled_at)) FROM inserted)
-        INTO ids, given, infinite;
+               (SELECT bool_or(NOT isfinite(scheduled_at)) FROM inserted),
+               (SELECT bool_or(priority <> 0) FROM inserted)
+        INTO ids, given, infinite, prioritized;
+        IF prioritized THEN
+            -- As schedule_task: workers that claim in plain order order by priority.
+            PERFORM pg_notify('pgcc.' || current_schema(), 'priority');
+        END IF;
         IF cardinality(given) < cardinality(ids) THEN
             ids := settle_bulk_keys(jobs, ids, given);
         END IF;

@@ -64,6 +64,28 @@ def test_jobs_run_in_priority_order_and_each_queue_in_its_own(
         "e", "r1", "b", "d", "a", "q1", "q2", "f", "c"]
 
 
+def test_a_priority_job_scheduled_during_a_backlog_runs_next(
+        client: pgcc.Client, start_worker: WorkerFactory, tmp_path: Path) -> None:
+    """A worker running a backlog of priority-0 jobs one at a time (so it claims
+    them in plain order, see docs/scheduling.md) takes a job of priority 50
+    scheduled meanwhile next, not after the backlog: the door's NOTIFY tells it
+    at once, well within the second its own look would take."""
+    tasks = copy_tasks(tmp_path / "tasks", OPTIONS_TASKS, "sleeper")
+    log = tmp_path / "runs.jsonl"
+    start_worker(tasks, "--concurrency", "1", "--prefetch", "0", "--poll-interval", "30")
+    backlog = client.schedule_tasks([
+        {"task": "sleeper", "parameters": {"log": str(log), "seconds": 0.1}}
+        for _ in range(60)])
+    wait_for(lambda: len(records(log)) >= 3, 30, "the backlog to start")
+    started_before = len(records(log))
+    urgent = client.schedule_task("sleeper", {"log": str(log), "seconds": 0.1}, priority=50)
+    assert finished(client, urgent, 30).state == "done"
+    order = [r["job"] for r in records(log)]
+    # The job running when it was scheduled, and perhaps one claimed meanwhile.
+    assert order.index(urgent) <= started_before + 2, order
+    assert not set(backlog) <= set(order[:order.index(urgent)])
+
+
 def test_a_paused_queue_holds_its_jobs_until_resumed(
         client: pgcc.Client, start_worker: WorkerFactory, tmp_path: Path, pg_dsn: str,
         schema_name: str) -> None:

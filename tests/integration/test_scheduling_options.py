@@ -250,3 +250,29 @@ def test_the_dashboard_lists_paused_queues(pg_dsn: str, schema_name: str,
     with ConnectionPool(pg_dsn, min_size=1, max_size=2, kwargs={"autocommit": True}) as pool:
         page = browser(pool, schema_name).get("/").text
     assert "Paused queues" in page and "&lt;held&gt;" in page and "<held>" not in page
+
+
+def test_the_doors_tell_the_workers_of_a_job_of_another_priority(
+        pg_dsn: str, schema_name: str, client: pgcc.Client) -> None:
+    """schedule_task and schedule_tasks send NOTIFY 'priority' when they write a
+    job of another priority than 0, and only then: a worker claiming in plain
+    order orders by priority again (docs/scheduling.md)."""
+    with psycopg.connect(pg_dsn, autocommit=True) as listener:
+        listener.execute(f'LISTEN "pgcc.{schema_name}"')
+
+        def payloads() -> set[str]:
+            return {n.payload for n in listener.notifies(timeout=0.5)}
+
+        client.schedule_task("t", {})
+        client.schedule_tasks([{"task": "t"}, {"task": "t", "priority": 0, "key": "k0"}])
+        assert payloads() == {""}
+        client.schedule_task("t", {}, priority=-5)
+        assert "priority" in payloads()
+        client.schedule_tasks([{"task": "t"}, {"task": "t", "priority": 9}])
+        assert "priority" in payloads()
+        client.schedule_task("t", {}, key="held", priority=3)
+        assert "priority" in payloads()
+        # The key is held: nothing is written, and nothing told.
+        client.schedule_task("t", {}, key="held", priority=3)
+        client.schedule_tasks([{"task": "t", "key": "held", "priority": 3}])
+        assert "priority" not in payloads()
