@@ -21,12 +21,41 @@ _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 RUNTIME = "pgcc.sql"
 
 
+# A query's parts for jobs of another priority than 0 stand between these
+# lines: NAME is the query with them, NAME/plain without them (the claim's
+# cost while no such job waits; see the claim in sql/queries.sql).
+WHEN_PRIORITIZED = "-- when prioritized:"
+END_WHEN = "-- end when"
+PLAIN = "/plain"
+
+
 @functools.cache
 def _texts(filename: str, package: str = RUNTIME) -> dict[str, str]:
     text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
     parts = _NAME.split(text)
-    return {name: _without_comment_lines(body)
-            for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    texts = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        texts[name] = _without_comment_lines(body)
+        if WHEN_PRIORITIZED in body:
+            texts[name + PLAIN] = _without_comment_lines(_without_prioritized(name, body))
+    return texts
+
+
+def _without_prioritized(name: str, body: str) -> str:
+    """The query without its "when prioritized" parts."""
+    kept: list[str] = []
+    inside = False
+    for line in body.splitlines():
+        marker = line.strip()
+        if marker in (WHEN_PRIORITIZED, END_WHEN):
+            if inside == (marker == WHEN_PRIORITIZED):
+                raise ValueError(f"query {name}: {marker!r} out of place")
+            inside = marker == WHEN_PRIORITIZED
+        elif not inside:
+            kept.append(line)
+    if inside:
+        raise ValueError(f"query {name}: {WHEN_PRIORITIZED!r} without {END_WHEN!r}")
+    return "\n".join(kept)
 
 
 def _without_comment_lines(body: str) -> str:

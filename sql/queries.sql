@@ -179,16 +179,19 @@ WHERE (SELECT id FROM {schema}.jobs WHERE queue_touched AND queue IS NOT NULL
 -- '-infinity' and reads from the front. Claimed rows come back in claim
 -- order, each with its run_at as text, for the next such position: text, so
 -- that no value of the column can fail to load in the worker.
--- With %(prioritized)s false (the worker saw no job of another priority than
--- 0, see exchange.py) the claim is the one before priorities: every job in
--- run_at order, and the parts for other priorities are skipped by a one-time
--- filter of the generic plan (never executed).
+-- The parts between "-- when prioritized:" and "-- end when" are the ones for
+-- jobs of another priority than 0. The worker runs the claim without them
+-- (claim/plain, see pgcc/_queries.py) while it sees no such job waiting (see
+-- exchange.py): every job is then taken in run_at order, as before
+-- priorities, and the claim costs what it cost before them (a plan's nodes
+-- cost their set-up even when a one-time filter skips them).
 WITH heads AS (
     SELECT h.job_id AS id FROM unnest(%(tasks)s::text[]) AS t(task), LATERAL (
         SELECT q.job_id FROM {schema}.queue_heads q
         WHERE q.task = t.task AND q.run_at <= now()
         ORDER BY q.run_at LIMIT %(head_scan)s
     ) h
+    -- when prioritized:
     UNION ALL
     -- Heads of another priority than 0, highest first (an empty index when
     -- every job has priority 0). A head in both lists is one id twice: no
@@ -198,26 +201,30 @@ WITH heads AS (
         WHERE q.task = t.task AND q.priority <> 0 AND q.run_at <= now()
         ORDER BY q.priority DESC, q.run_at LIMIT %(head_scan)s
     ) h
-    WHERE %(prioritized)s::boolean
+    -- end when
 ), free AS (
     -- Locked as they are read, so that rows another worker holds do not count
     -- towards the limit: concurrent workers each get jobs.
     SELECT j.id, j.run_at AS sort_at, j.priority FROM {schema}.jobs j
     WHERE j.state = 'queued' AND j.queue IS NULL AND j.run_at <= now() AND j.attempts < 1000000
       AND (j.run_at, j.id) > (%(free_after_run_at)s::text::timestamptz, %(free_after_id)s::bigint)
-      AND j.task = ANY(%(tasks)s::text[]) AND (j.priority = 0 OR NOT %(prioritized)s::boolean)
+      AND j.task = ANY(%(tasks)s::text[])
+      -- when prioritized:
+      AND j.priority = 0
+      -- end when
     ORDER BY j.run_at, j.id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+-- when prioritized:
 ), free_prioritized AS (
     -- Jobs of another priority than 0, highest first, from the front: not
     -- from the position, which only jobs of priority 0 move (those of
     -- another priority the claim leaves must stay ahead of it).
     SELECT j.id, j.run_at AS sort_at, j.priority FROM {schema}.jobs j
-    WHERE %(prioritized)s::boolean
-      AND j.state = 'queued' AND j.queue IS NULL AND j.priority <> 0 AND j.run_at <= now()
+    WHERE j.state = 'queued' AND j.queue IS NULL AND j.priority <> 0 AND j.run_at <= now()
       AND j.attempts < 1000000 AND j.task = ANY(%(tasks)s::text[])
     ORDER BY j.priority DESC, j.run_at, j.id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+-- end when
 ), ready AS (
     -- The advisory lock is tried in order and only until enough heads are
     -- held: OFFSET 0 keeps it out of the subquery, after the sort.
@@ -239,7 +246,9 @@ WITH heads AS (
     FOR UPDATE SKIP LOCKED
 ), picked AS (
     SELECT id, sort_at, priority, NULL::text AS queue FROM free
+    -- when prioritized:
     UNION ALL SELECT id, sort_at, priority, NULL::text FROM free_prioritized
+    -- end when
     UNION ALL SELECT id, sort_at, priority, queue FROM held_heads
     ORDER BY priority DESC, sort_at, id LIMIT %(limit)s
 ), locked AS (
@@ -364,27 +373,28 @@ WITH outcome AS (
         ORDER BY j.scheduled_at, j.id LIMIT 1
     ) n ON true
     WHERE f.queue IS NOT NULL
+-- when prioritized:
 ), outranked AS (
     -- The highest priority above 0 among the other due work of this worker's
     -- tasks: a queue's next job of a lower priority is not handed over but
     -- waits as its queue's head, for the claims to order. Not looked for
-    -- when %(prioritized)s is false (see the claim).
+    -- by finish_in_queues/plain (see the claim).
     SELECT greatest(
         (SELECT max(q.priority) FROM {schema}.queue_heads q
-         WHERE %(prioritized)s::boolean
-           AND q.priority <> 0 AND q.run_at <= now() AND q.task = ANY(%(tasks)s::text[])),
+         WHERE q.priority <> 0 AND q.run_at <= now() AND q.task = ANY(%(tasks)s::text[])),
         (SELECT j.priority FROM {schema}.jobs j
-         WHERE %(prioritized)s::boolean
-           AND j.state = 'queued' AND j.queue IS NULL AND j.priority <> 0
+         WHERE j.state = 'queued' AND j.queue IS NULL AND j.priority <> 0
            AND j.run_at <= now() AND j.task = ANY(%(tasks)s::text[])
          ORDER BY j.priority DESC, j.run_at, j.id LIMIT 1)) AS priority
+-- end when
 ), handed AS (
     -- Not a next job of a priority below 0: lower than any default job, it
     -- always waits for a claim.
     SELECT n.id FROM next n
     WHERE n.run_at <= now() AND n.task = ANY(%(tasks)s::text[]) AND n.attempts < 1000000
-      AND (NOT %(prioritized)s::boolean
-           OR n.priority >= greatest(0, (SELECT priority FROM outranked)))
+      -- when prioritized:
+      AND n.priority >= greatest(0, (SELECT priority FROM outranked))
+      -- end when
     ORDER BY n.run_at, n.id LIMIT %(hand_limit)s
 ), started AS (
     SELECT * FROM {schema}.start_jobs(ARRAY(SELECT id FROM handed), %(worker)s,

@@ -28,7 +28,7 @@ from psycopg import sql
 
 from pgcc._database import LINK_CONNECT_TIMEOUT, Link, Rows, Statement, StatementFailed
 from pgcc._policy import ErrorClass, classify, describe
-from pgcc._queries import channel, for_schema, queue_lock_space
+from pgcc._queries import PLAIN, channel, for_schema, queue_lock_space
 from pgcc._rows import CLAIMED, RUNNING, ClaimedRow, HandedRow, RunningRow
 from pgcc._worker.config import (
     CLAIM_UNTIL,
@@ -168,7 +168,8 @@ class Exchange:
         # rule. True at start. While true, a look (any_prioritized, in a
         # claim's round trip) at most every PRIORITY_CHECK_INTERVAL (or poll
         # interval) turns it off when no waiting job has another priority than
-        # 0: then they cost nothing, and every job is taken in run_at order.
+        # 0: then the claim and the write leave out their parts for other
+        # priorities (claim/plain), and every job is taken in run_at order.
         # While false, it turns on by a NOTIFY 'priority' (the doors send one
         # when they write such a job) or by the same look, which finds jobs a
         # plain INSERT wrote: those may be taken in plain order until then.
@@ -492,13 +493,13 @@ class Exchange:
                 claim.append(("take_in_touched_queues", self._queries["take_in_touched_queues"],
                               {"queue_lock_space": self._queue_lock_space,
                                "batch": TAKE_IN_BATCH}))
-            claim.append(("claim", self._queries["claim"], {
+            claim_text = self._queries["claim" if self._prioritized else "claim" + PLAIN]
+            claim.append(("claim", claim_text, {
                 "worker": self._worker_id, "tasks": self._task_names,
                 "max_attempts": self._max_attempts, "limit": limit,
                 "head_limit": heads, "head_scan": 2 * heads + HEAD_SCAN_SPARE,
                 "queue_lock_space": self._queue_lock_space,
                 "free_after_run_at": free_after[0], "free_after_id": free_after[1],
-                "prioritized": self._prioritized,
             }, CLAIMED))
             # For the wake-up timer if the claim comes back short, in the same
             # round trip; only when something may have changed it.

@@ -20,7 +20,7 @@ from typing import cast
 
 from pgcc._database import Link, Rows, Statement, StatementFailed
 from pgcc._policy import ErrorClass, classify, describe
-from pgcc._queries import Queries, queue_lock_space
+from pgcc._queries import PLAIN, Queries, queue_lock_space
 from pgcc._rows import HANDED, IDS, RETRIED, HandedRow, IdRow, RetriedRow
 from pgcc._worker.messages import AskedRetry, JobState, NoResponse, Outcome, PutBack, Response
 
@@ -93,10 +93,11 @@ class OutcomeWriter:
                 "worker": worker, "queue_lock_space": self._space,
                 "ids": [o.id for o in responses],
             }))
-            statements.append(("finish_in_queues", self._queries["finish_in_queues"], {
+            finish_in_queues = "finish_in_queues" if prioritized else "finish_in_queues" + PLAIN
+            statements.append(("finish_in_queues", self._queries[finish_in_queues], {
                 "worker": worker, "outcomes": json.dumps(responses, ensure_ascii=False),
                 "tasks": self._tasks, "max_attempts": self._max_attempts,
-                "hand_limit": hand_limit, "prioritized": prioritized,
+                "hand_limit": hand_limit,
             }, HANDED))
         elif responses:
             statements.append(("finish", self._queries["finish"], {

@@ -399,7 +399,7 @@ def test_stale_finish_is_fenced(chaos: Chaos) -> None:
         run("take_in_touched_queues", batch=1000)
         return run("claim", worker=worker, tasks=["chaos"], max_attempts=[10], limit=1,
                    head_limit=1, head_scan=10,
-                   free_after_run_at=FRONT[0], free_after_id=FRONT[1], prioritized=True)
+                   free_after_run_at=FRONT[0], free_after_id=FRONT[1])
 
     def finish(worker: int, token: int, state: str, result: str | None) -> list[Any]:
         error = "boom" if state == "failed" else None

@@ -51,7 +51,7 @@ class Claimer:
         return self.run("claim", worker=self.worker, tasks=["t"], max_attempts=[10],
                         limit=limit, head_limit=limit, head_scan=2 * limit + 8,
                         free_after_run_at=after[0],
-                        free_after_id=after[1], prioritized=True)
+                        free_after_id=after[1])
 
 
 @pytest.fixture
@@ -246,7 +246,7 @@ def test_outcomes_commit_before_a_claim_that_fails(
         claim = ("claim", claimer.queries["claim"], {
             "worker": claimer.worker, "tasks": ["t"], "max_attempts": [10], "limit": 1,
             "head_limit": 1, "head_scan": 10, "queue_lock_space": claimer.space,
-            "free_after_run_at": FRONT[0], "free_after_id": FRONT[1], "prioritized": True})
+            "free_after_run_at": FRONT[0], "free_after_id": FRONT[1]})
         with pytest.raises(StatementFailed) as failed:
             link.transactions([[bad_write], [claim]])
         assert failed.value.name == "finish" and failed.value.committed == 0
@@ -281,7 +281,7 @@ def claim_buffers(claimer: Claimer) -> tuple[int, int]:
     all, and to find the queue heads it takes."""
     params = dict(worker=claimer.worker, tasks=["t"], max_attempts=[10], limit=10,
                   head_limit=10, head_scan=28, queue_lock_space=claimer.space,
-                  free_after_run_at=FRONT[0], free_after_id=FRONT[1], prioritized=True)
+                  free_after_run_at=FRONT[0], free_after_id=FRONT[1])
     take_in_all(claimer)
     # The head rows of the queues claimed while setting up left dead index
     # entries, vacuum's to remove (autovacuum's, in production).
@@ -343,7 +343,7 @@ def test_a_worker_that_planned_on_an_empty_table_still_claims_by_index(
         return link.execute(queries["claim"], {
             "worker": worker, "tasks": ["t"], "max_attempts": [10], "limit": 4,
             "head_limit": 4, "head_scan": 16, "queue_lock_space": space,
-            "free_after_run_at": FRONT[0], "free_after_id": FRONT[1], "prioritized": True})
+            "free_after_run_at": FRONT[0], "free_after_id": FRONT[1]})
 
     try:
         for _ in range(8):  # psycopg prepares a statement from its fifth run

@@ -35,7 +35,7 @@ class Worker:
         self.run("take_in_touched_queues", batch=1000)
         rows = self.run("claim", worker=self.id, tasks=["t"], max_attempts=[3],
                         limit=limit, head_limit=limit, head_scan=2 * limit + 8,
-                        free_after_run_at="-infinity", free_after_id=0, prioritized=True)
+                        free_after_run_at="-infinity", free_after_id=0)
         return {row[0]: row[6] for row in rows}
 
     def held(self) -> set[int]:

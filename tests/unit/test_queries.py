@@ -9,7 +9,16 @@ from importlib import resources
 
 import pytest
 
-from pgcc._queries import Queries, _texts, channel, for_schema, lock_space, queue_lock_space
+from pgcc._queries import (
+    PLAIN,
+    Queries,
+    _texts,
+    _without_prioritized,
+    channel,
+    for_schema,
+    lock_space,
+    queue_lock_space,
+)
 from tests.paths import REPO
 
 SOURCES = sorted((REPO / "pgcc").rglob("*.py"))
@@ -79,7 +88,7 @@ def test_every_query_the_code_asks_for_is_in_its_file() -> None:
 def test_each_name_is_given_once(where: tuple[str, str]) -> None:
     names = names_in(*where)
     assert names and len(names) == len(set(names))
-    assert sorted(_texts(*where)) == sorted(names)
+    assert sorted(name for name in _texts(*where) if not name.endswith(PLAIN)) == sorted(names)
 
 
 @pytest.mark.parametrize("name", names_in("queries.sql"))
@@ -120,3 +129,27 @@ def test_environments_have_their_own_lock_spaces_and_channel() -> None:
     assert lock_space("a") != lock_space("b")
     assert queue_lock_space("a") != queue_lock_space("b")
     assert channel("prod") == "pgcc.prod"
+
+
+def test_a_query_with_prioritized_parts_has_a_plain_variant_without_them() -> None:
+    texts = _texts(*RUNTIME)
+    for name in ("claim", "finish_in_queues"):
+        full, plain = texts[name], texts[name + PLAIN]
+        assert "priority <> 0" in full and "outranked" not in plain
+        assert "priority <> 0" not in plain and "free_prioritized" not in plain
+        assert "when prioritized" not in full + plain  # the markers are comments
+        # Every line of the plain variant is a line of the full one, in order.
+        lines = iter(full.splitlines())
+        assert all(any(line == other for other in lines) for line in plain.splitlines())
+    assert not any(name.endswith(PLAIN) and name[:-len(PLAIN)] not in ("claim", "finish_in_queues")
+                   for name in texts)
+
+
+@pytest.mark.parametrize("body, problem", [
+    ("SELECT 1\n-- when prioritized:\nFROM x\n", "without"),
+    ("SELECT 1\n-- end when\n", "out of place"),
+    ("-- when prioritized:\n-- when prioritized:\n-- end when\n", "out of place"),
+])
+def test_unbalanced_prioritized_markers_are_refused(body: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        _without_prioritized("q", body)
