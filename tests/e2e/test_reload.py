@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 import pgcc
 from tests import workers
@@ -18,6 +19,8 @@ from tests.helpers import q
 from tests.workers import WorkerFactory, WorkerProcess, finished, wait_for, write_task
 
 FAST = (*workers.FAST, "--concurrency", "2", "--reload")
+
+pytestmark = pytest.mark.usefixtures("show_worker_logs")
 
 
 def served_tasks(db: psycopg.Connection[Any], schema: str) -> list[str] | None:
