@@ -19,17 +19,17 @@ import typer
 from pgcc._database import DEFAULT_SCHEMA, connect, require_schema, resolve_dsn, usable_dsn
 from pgcc._grants import Grant
 from pgcc._logging import LogFormat
+from pgcc._workloads import WORKLOADS as BENCH_WORKLOADS
 from pgcc.errors import ConfigurationError, DatabaseUnavailable, PgccError
 
 # Each command imports what it runs inside its own function: `pgcc schedule`
 # loads neither the worker nor the bench, `pgcc worker` not the bench. Above is
-# only what the commands' definitions and _errors need. The two values below
-# show in --help; they are copies, so as not to import their modules for it
-# (tests/test_imports.py checks that they agree with the originals).
+# only what the commands' definitions and _errors need (the bench's workloads
+# are named in a module of their own for --help). The value below shows in
+# --help; it is a copy, so as not to import the worker for it
+# (tests/e2e/test_imports.py checks that it agrees with the original).
 # pgcc._worker.config.DEFAULT_PREFETCH:
 DEFAULT_PREFETCH = 32
-# pgcc._bench.WORKLOADS:
-BENCH_WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8", "W9")
 
 # -h as well as --help, on every command.
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -609,10 +609,10 @@ def bench(
     setup_logging(verbose)
     with _errors():
         chosen = [name.strip().upper() for name in only.split(",") if name.strip()]
-        unknown = [name for name in chosen if name not in bench_module.WORKLOADS]
+        unknown = [name for name in chosen if name not in BENCH_WORKLOADS]
         if unknown:
             raise ConfigurationError(f"--only: unknown workload {unknown[0]} "
-                                     f"(choose from {', '.join(bench_module.WORKLOADS)})")
+                                     f"(choose from {', '.join(BENCH_WORKLOADS)})")
         resolved = resolve_dsn(dsn)
         # A stopped bench still stops its workers and drops its schemas (in finally).
         signal.signal(signal.SIGTERM, _interrupt)

@@ -34,8 +34,8 @@ from pgcc import _schema as schema
 from pgcc._client import Client
 from pgcc._embedded import pg_binary
 from pgcc._queries import for_schema
+from pgcc._workloads import WORKLOADS
 
-WORKLOADS = ("REF", "W1", "W2", "W3", "W4", "W5", "W5-COLD", "W6", "W7", "W8", "W9")
 # Seconds from a worker's registration until its children are up, with room to
 # spare on a slow machine (~0.5 s here).
 CHILDREN_START = 1.0
@@ -547,11 +547,16 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
+def method_name(workload: str) -> str:
+    """The Bench method that runs a workload of WORKLOADS ("W5-COLD": w5_cold)."""
+    return workload.lower().replace("-", "_")
+
+
 def run(dsn: str, *, only: list[str], reps: int, scale: float, progress: Progress) -> Report:
+    unknown = sorted(set(only) - set(WORKLOADS))
+    if unknown:
+        raise ValueError(f"unknown workload {unknown[0]}")
     bench = Bench(dsn, reps=reps, sizes=Sizes(scale), progress=progress)
-    steps = {"REF": bench.ref, "W1": bench.w1, "W2": bench.w2, "W3": bench.w3,
-             "W4": bench.w4, "W5": bench.w5, "W5-COLD": bench.w5_cold, "W6": bench.w6,
-             "W7": bench.w7, "W8": bench.w8, "W9": bench.w9}
     for name in only:
-        steps[name]()
+        getattr(bench, method_name(name))()
     return bench.report

@@ -167,9 +167,8 @@ class WorkerCollector(Collector):
         running = GaugeMetricFamily(
             "pgcc_running_jobs", "Jobs running in this worker's children now, by task.",
             labels=["task"])
-        now = self._running()
-        for task in sorted(set(self._config.task_names) | set(now)):
-            running.add_metric([task], now.get(task, 0))
+        for task, count in sorted(self._running().items()):
+            running.add_metric([task], count)
         yield running
         round_trips = HistogramMetricFamily(
             "pgcc_claim_round_trip_seconds",

@@ -10,19 +10,28 @@ database, not leadership, makes a tick one job: every worker with the task
 tries it, one succeeds; so a tick is scheduled as long as any worker with
 the task runs, whichever leads. Ticks are computed from the database's
 clock, which all workers share.
+
+With --reload, the supervisor sends the reloaded tasks (`Redeclare`); the
+scheduler declares what changed by the start's rules: a schedule new or
+changed is declared, a task that has no schedule any more is retired, and
+a task whose module is gone (deleted, or broken for now) is left as a
+worker without it leaves it: its ticks are no longer this worker's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from typing import NamedTuple, cast
 
 from pgcc._cron import Cron
 from pgcc._database import Link, StatementFailed, named_row
 from pgcc._policy import ErrorClass, classify, describe
 from pgcc._queries import for_schema
+from pgcc._tasks import Periodic
 from pgcc._worker.config import Backoff, WorkerConfig
+from pgcc._worker.parts import Mailbox
 from pgcc.errors import ScheduleError
 
 log = logging.getLogger("pgcc.worker")
@@ -45,14 +54,29 @@ class DueRow(NamedTuple):
 DUE = named_row(DueRow)
 
 
+class Redeclare(NamedTuple):
+    """--reload found these tasks (each with its schedule, or None)."""
+
+    schedules: dict[str, Periodic | None]
+
+
+def _split(schedules: Mapping[str, Periodic | None]) -> tuple[dict[str, Periodic], set[str]]:
+    """The tasks with a schedule, and those without."""
+    declared = {name: periodic for name, periodic in schedules.items() if periodic is not None}
+    return declared, set(schedules) - set(declared)
+
+
 class PeriodicScheduler:
     def __init__(self, config: WorkerConfig) -> None:
         self._queries = for_schema(config.schema)
-        self._declared = {name: info.periodic for name, info in config.tasks.items()
-                          if info.periodic is not None}
-        self._unscheduled = sorted(set(config.tasks) - set(self._declared))
+        self.inbox = Mailbox()
+        self._declared, self._unscheduled = _split(
+            {name: info.periodic for name, info in config.tasks.items()})
+        # What is still to be written to the table `periodic`: at the start,
+        # everything; after a reload, what it changed.
+        self._to_declare = dict(self._declared)
+        self._to_retire = set(self._unscheduled)
         self.link = Link(config.dsn, application_name="pgcc worker periodic")
-        self._pending_declaration = True
         self._backoff = Backoff()
         # What was already logged, so that a problem is told once, not every check.
         self._failed_ticks: dict[str, dt.datetime] = {}
@@ -60,12 +84,14 @@ class PeriodicScheduler:
         self._overruled: set[tuple[str, str, str]] = set()
 
     def step(self) -> float:
-        """Declare (once), then schedule what is due; returns the seconds until
-        the next look."""
+        """Declare what is new, then schedule what is due; returns the seconds
+        until the next look."""
+        for message in self.inbox.take():
+            if isinstance(message, Redeclare):
+                self._redeclare(message.schedules)
         try:
-            if self._pending_declaration:
+            if self._to_declare or self._to_retire:
                 self._declare()
-                self._pending_declaration = False
             if not self._declared:
                 # Nothing of this worker's is periodic: the part only waits.
                 self.link.close()
@@ -82,8 +108,32 @@ class PeriodicScheduler:
         self._backoff.reset()
         return pause
 
+    def _redeclare(self, schedules: Mapping[str, Periodic | None]) -> None:
+        """Take the reloaded tasks: what changed is to be written. A schedule
+        that did not change is not declared again: a reload does not take a
+        task back from a worker that declared another schedule since."""
+        declared, unscheduled = _split(schedules)
+        self._to_declare = {name: periodic for name, periodic in declared.items()
+                            if name in self._to_declare or self._declared.get(name) != periodic}
+        # A task new to this worker is retired as at the start, if it has no schedule.
+        self._to_retire = {name for name in unscheduled
+                           if name in self._to_retire or name not in self._unscheduled}
+        for name in sorted(self._declared.keys() - declared.keys()):
+            if name in unscheduled:
+                log.info("periodic: %s has no schedule any more; retiring it", name)
+            else:
+                log.info("periodic: %s is no longer among this worker's tasks; it no longer "
+                         "schedules its ticks", name)
+        # A schedule declared again: what goes wrong with it is told again.
+        again = self._to_declare.keys()
+        self._failed_ticks = {task: tick for task, tick in self._failed_ticks.items()
+                              if task not in again}
+        self._unusable = {key for key in self._unusable if key[0] not in again}
+        self._overruled = {key for key in self._overruled if key[0] not in again}
+        self._declared, self._unscheduled = declared, unscheduled
+
     def _declare(self) -> None:
-        schedules = sorted(self._declared.items())
+        schedules = sorted(self._to_declare.items())
         self.link.transactions([[
             ("periodic_declare", self._queries["periodic_declare"], {
                 "tasks": [name for name, _ in schedules],
@@ -92,8 +142,9 @@ class PeriodicScheduler:
                 "parameters": [p.parameters for _, p in schedules],
             }),
             ("periodic_retire", self._queries["periodic_retire"],
-             {"tasks": self._unscheduled}),
+             {"tasks": sorted(self._to_retire)}),
         ]])
+        self._to_declare, self._to_retire = {}, set()
         for name, periodic in schedules:
             log.info("periodic: %s runs at %r (%s)", name, periodic.cron.expression,
                      periodic.cron.timezone)

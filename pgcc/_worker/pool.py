@@ -469,8 +469,10 @@ class Pool:
 
     @_locked
     def running_by_task(self) -> dict[str, int]:
-        """Jobs running now (started in a child), by task: for the metrics."""
-        running: dict[str, int] = {}
+        """Jobs running now (started in a child), by task: for the metrics.
+        Every task the children load now is there, at 0 when none runs (the
+        list --reload last gave)."""
+        running = dict.fromkeys(self._config.preload, 0)
         for child in self.children:
             job = child.job
             if job is not None and job.started is not None:

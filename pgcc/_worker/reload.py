@@ -7,8 +7,9 @@ a second. When they change, the tasks are probed again in a child process
 (pgcc._worker.probe), in a thread of its own so that the supervisor never
 waits for it; the result comes back to the supervisor's mailbox as
 `Reprobed`. The supervisor then gives the pool the new tasks (children are
-replaced once their current job ends: a running job is never killed) and the
-exchange the new list to claim and to record in the worker's row.
+replaced once their current job ends: a running job is never killed), the
+exchange the new list to claim and to record in the worker's row, and the
+periodic scheduler the tasks' schedules, to declare what changed.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ from pgcc._worker.exchange import (
 from pgcc._worker.lease import Held, LeaseKeeper
 from pgcc._worker.maintenance import Maintenance
 from pgcc._worker.parts import LeaseStatus, Mailbox, Part
-from pgcc._worker.periodic import PeriodicScheduler
+from pgcc._worker.periodic import PeriodicScheduler, Redeclare
 from pgcc._worker.pool import Pool
 from pgcc._worker.reload import Reloader, Reprobed
 from pgcc._worker.stats import Stats
@@ -87,7 +87,8 @@ class Worker:
             self._parts.append(Part("maintenance", self._maintenance.step,
                                     self._maintenance.close))
         self._periodic = PeriodicScheduler(config)
-        self._parts.append(Part("periodic", self._periodic.step, self._periodic.close))
+        self._periodic_part = Part("periodic", self._periodic.step, self._periodic.close)
+        self._parts.append(self._periodic_part)
         self._metrics: Part | None = None
         if metrics is not None and self._stats is not None:
             metrics.serve(config, self._stats, self._running)
@@ -191,7 +192,8 @@ class Worker:
 
     def _reloaded(self, found: Reprobed) -> None:
         """--reload probed the tasks again: children with the new code, once
-        their current job ends; the new list claimed and recorded."""
+        their current job ends; the new list claimed and recorded; the
+        schedules that changed declared."""
         pool, child_config = self._pool, self._child_config
         if pool is None or child_config is None or self._stops:
             return
@@ -203,6 +205,9 @@ class Worker:
         self._child_config = dataclasses.replace(child_config, preload=names)
         pool.reload(self._child_config, self._timeouts(self.config))
         self._exchange.inbox.put(Retask(names, [found.tasks[n].max_attempts for n in names]))
+        self._periodic.inbox.put(Redeclare({name: info.periodic
+                                            for name, info in found.tasks.items()}))
+        self._periodic_part.poke()
         log.info("tasks reloaded: %s", ", ".join(names) or "(none)")
 
     def _running(self) -> dict[str, int]:

@@ -130,10 +130,8 @@ def test_worker_loads_no_bench_and_leaves_the_client_to_its_children(
     assert _among(modules, (*BENCH, "pgcc._client", "psycopg_pool", "prometheus_client")) == []
 
 
-def test_the_clis_copies_agree_with_their_originals() -> None:
-    from pgcc import _bench as bench
+def test_the_clis_copy_agrees_with_its_original() -> None:
     from pgcc import _cli as cli
     from pgcc._worker import config
 
     assert cli.DEFAULT_PREFETCH == config.DEFAULT_PREFETCH
-    assert cli.BENCH_WORKLOADS == bench.WORKLOADS
