@@ -304,16 +304,6 @@ SELECT extract(epoch FROM least(
 SELECT (SELECT value::bigint FROM {schema}.settings WHERE key = 'max_parameters_bytes')
     AS max_parameters_bytes;
 
--- name: lock_outcome_queues
--- First in a transaction of responses: the advisory locks of the queues whose
--- jobs this worker runs among them, in order. The statements after it then
--- see those queues as they are, and nothing else changes them meanwhile.
-SELECT {schema}.lock_queue(%(queue_lock_space)s, q.queue)
-FROM (SELECT DISTINCT j.queue FROM {schema}.jobs j
-      WHERE j.id = ANY(%(ids)s::bigint[]) AND j.queue IS NOT NULL AND j.state = 'running'
-        AND j.worker_id = %(worker)s
-      ORDER BY j.queue) q;
-
 -- name: finish
 -- Records responses (done or failed) of jobs without a queue, given as one
 -- JSON array of [id, token, state, result as JSON text or null, error or
@@ -343,84 +333,13 @@ WITH outcome AS (
 SELECT id FROM finished;
 
 -- name: finish_in_queues
--- Records responses as finish does, when some of their jobs had a queue
--- (after lock_outcome_queues, in one transaction).
--- A queue whose job ended goes on at once: its next job, if due and of this
--- worker's tasks, starts on this worker (at most %(hand_limit)s such, the
--- room its children have), keeping the queue's lock; any other freed queue
--- is unlocked and its head recorded (see migration 0007). Rows back: each
--- finished id (started false), then each job started, as the claim returns them.
-WITH outcome AS (
-    SELECT (o ->> 0)::bigint AS id, (o ->> 1)::bigint AS token, o ->> 2 AS state,
-           (o ->> 3)::jsonb AS result, o ->> 4 AS error
-    FROM jsonb_array_elements(%(outcomes)s::jsonb) AS o
-), finished AS (
-    UPDATE {schema}.jobs j
-    SET state = o.state, result = o.result, error = o.error, finished_at = now(),
-        heartbeat_at = NULL
-    FROM outcome o
-    WHERE j.id = o.id AND j.token = o.token AND j.state = 'running'
-      AND j.worker_id = %(worker)s
-    RETURNING j.id, j.queue
-), next AS (
-    -- As committed before this statement, under the queue's lock (above). A
-    -- paused queue has no next job.
-    SELECT f.queue, f.id AS ended, n.id, n.task, n.run_at, n.attempts, n.priority
-    FROM finished f LEFT JOIN LATERAL (
-        SELECT j.id, j.task, j.run_at, j.attempts, j.priority FROM {schema}.jobs j
-        WHERE j.queue = f.queue AND j.state = 'queued'
-          AND f.queue <> ALL(ARRAY(SELECT p.queue FROM {schema}.paused_queues p))
-        ORDER BY j.scheduled_at, j.id LIMIT 1
-    ) n ON true
-    WHERE f.queue IS NOT NULL
--- when prioritized:
-), outranked AS (
-    -- The highest priority above 0 among the other due work of this worker's
-    -- tasks: a queue's next job of a lower priority is not handed over but
-    -- waits as its queue's head, for the claims to order. Not looked for
-    -- by finish_in_queues/plain (see the claim).
-    SELECT greatest(
-        (SELECT max(q.priority) FROM {schema}.queue_heads q
-         WHERE q.priority <> 0 AND q.run_at <= now() AND q.task = ANY(%(tasks)s::text[])),
-        (SELECT j.priority FROM {schema}.jobs j
-         WHERE j.state = 'queued' AND j.queue IS NULL AND j.priority <> 0
-           AND j.run_at <= now() AND j.task = ANY(%(tasks)s::text[])
-         ORDER BY j.priority DESC, j.run_at, j.id LIMIT 1)) AS priority
--- end when
-), handed AS (
-    -- Not a next job of a priority below 0: lower than any default job, it
-    -- always waits for a claim.
-    SELECT n.id FROM next n
-    WHERE n.run_at <= now() AND n.task = ANY(%(tasks)s::text[]) AND n.attempts < 1000000
-      -- when prioritized:
-      AND n.priority >= greatest(0, (SELECT priority FROM outranked))
-      -- end when
-    ORDER BY n.run_at, n.id LIMIT %(hand_limit)s
-), started AS (
-    SELECT * FROM {schema}.start_jobs(ARRAY(SELECT id FROM handed), %(worker)s,
-                                      %(tasks)s::text[], %(max_attempts)s::int[])
-), relocked AS (
-    UPDATE {schema}.queue_locks l SET job_id = s.id, worker_id = %(worker)s, locked_at = now()
-    FROM started s WHERE l.queue = s.queue
-), unlocked AS (
-    DELETE FROM {schema}.queue_locks l USING next n
-    WHERE l.queue = n.queue AND l.job_id = n.ended
-      AND n.queue NOT IN (SELECT queue FROM started)
-), headed AS (
-    INSERT INTO {schema}.queue_heads AS h (queue, job_id, task, run_at, priority)
-    SELECT n.queue, n.id, n.task, n.run_at, n.priority FROM next n
-    WHERE n.id IS NOT NULL AND n.queue NOT IN (SELECT queue FROM started)
-    ON CONFLICT (queue) DO UPDATE
-    SET job_id = excluded.job_id, task = excluded.task, run_at = excluded.run_at,
-        priority = excluded.priority
-)
-SELECT false AS started, id, NULL::text AS task, NULL::text AS parameters, NULL::text AS queue,
-       NULL::int AS attempts, NULL::text AS run_at, NULL::bigint AS token,
-       NULL::float8 AS timeout, NULL::smallint AS priority
-FROM finished
-UNION ALL
-SELECT true, id, task, parameters, queue, attempts, run_at::text, token, timeout, priority
-FROM started;
+-- Records responses as finish does, when some of their jobs had a queue, and
+-- goes on with each queue's next job on this worker (up to %(hand_limit)s):
+-- see the function (migration 0012). Rows as HandedRow reads them.
+SELECT started, id, task, parameters, queue, attempts, run_at, token, timeout, priority
+FROM {schema}.finish_in_queues(%(queue_lock_space)s, %(worker)s, %(outcomes)s::jsonb,
+                               %(tasks)s::text[], %(max_attempts)s::int[], %(hand_limit)s,
+                               %(prioritized)s);
 
 -- name: refresh_heads
 -- Last in a transaction of retries and put-backs: the heads of the queues

@@ -20,7 +20,7 @@ from typing import cast
 
 from pgcc._database import Link, Rows, Statement, StatementFailed
 from pgcc._policy import ErrorClass, classify, describe
-from pgcc._queries import PLAIN, Queries, queue_lock_space
+from pgcc._queries import Queries, queue_lock_space
 from pgcc._rows import HANDED, IDS, RETRIED, HandedRow, IdRow, RetriedRow
 from pgcc._worker.messages import AskedRetry, JobState, NoResponse, Outcome, PutBack, Response
 
@@ -89,15 +89,11 @@ class OutcomeWriter:
                     prioritized: bool = True) -> list[Statement]:
         statements: list[Statement] = []
         if any(o.queue is not None for o in responses):
-            statements.append(("lock_outcome_queues", self._queries["lock_outcome_queues"], {
-                "worker": worker, "queue_lock_space": self._space,
-                "ids": [o.id for o in responses],
-            }))
-            finish_in_queues = "finish_in_queues" if prioritized else "finish_in_queues" + PLAIN
-            statements.append(("finish_in_queues", self._queries[finish_in_queues], {
-                "worker": worker, "outcomes": json.dumps(responses, ensure_ascii=False),
+            statements.append(("finish_in_queues", self._queries["finish_in_queues"], {
+                "queue_lock_space": self._space, "worker": worker,
+                "outcomes": json.dumps(responses, ensure_ascii=False),
                 "tasks": self._tasks, "max_attempts": self._max_attempts,
-                "hand_limit": hand_limit,
+                "hand_limit": hand_limit, "prioritized": prioritized,
             }, HANDED))
         elif responses:
             statements.append(("finish", self._queries["finish"], {
@@ -134,7 +130,6 @@ class OutcomeWriter:
         rows = iter(results)
         started: list[HandedRow] = []
         if sent[0] and any(o.queue is not None for o in sent[0]):
-            next(rows)  # the queues' locks
             handed = cast(list[HandedRow], next(rows))
             _report_stale(sent[0], [row for row in handed if not row.started], "response")
             started = [row for row in handed if row.started]

@@ -116,7 +116,7 @@ def test_the_workers_queries_fit_psycopgs_parse_cache_for_the_longest_schema_nam
     # psycopg parses a query for its placeholders on every run unless it is at
     # most 4 kB (then it caches the parse): the claim runs many times a second.
     queries = for_schema("s" * 63)
-    for name in ("claim", "finish", "finish_in_queues", "lock_outcome_queues", "refresh_heads",
+    for name in ("claim", "finish", "finish_in_queues", "refresh_heads",
                  "take_in_touched_queues", "retry", "release", "next_due", "heartbeat", "reap"):
         assert len(queries[name].encode()) <= 4096, name
 

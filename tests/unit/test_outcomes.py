@@ -53,17 +53,18 @@ def test_responses_without_a_queue_are_one_finish() -> None:
                                             [2, 12, "failed", None, "boom", None]]
 
 
-def test_a_response_with_a_queue_locks_the_queues_then_may_hand_on() -> None:
+def test_a_response_with_a_queue_is_written_by_one_statement_that_may_hand_on() -> None:
     w = writer(Response(1, 11, JobState.DONE, "1", None, "q"),
                Response(2, 12, JobState.DONE, "2", None))
     assert w.queue_responses == 1
-    statements = w.statements(WORKER, 3)
-    assert names(statements) == ["lock_outcome_queues", "finish_in_queues"]
-    lock = params(statements, "lock_outcome_queues")
-    assert lock == {"worker": WORKER, "queue_lock_space": queue_lock_space(SCHEMA),
-                    "ids": [1, 2]}
+    statements = w.statements(WORKER, 3, prioritized=False)
+    # One statement (the function takes the queues' locks first): one plain
+    # round trip, no pipeline.
+    assert names(statements) == ["finish_in_queues"]
     finish = params(statements, "finish_in_queues")
-    assert finish["hand_limit"] == 3
+    assert finish["worker"] == WORKER
+    assert finish["queue_lock_space"] == queue_lock_space(SCHEMA)
+    assert finish["hand_limit"] == 3 and finish["prioritized"] is False
     assert finish["tasks"] == ["a", "b"] and finish["max_attempts"] == [3, 10]
     assert [o[0] for o in json.loads(finish["outcomes"])] == [1, 2]
 
@@ -106,10 +107,10 @@ def test_what_arrives_during_a_write_stays_pending_after_it() -> None:
 def test_jobs_handed_on_in_the_write_are_returned_as_a_claim_returns_them() -> None:
     w = writer(Response(1, 11, JobState.DONE, "1", None, "q"))
     w.statements(WORKER, 1)
-    # finish_in_queues rows: (started here?, id, ...); the locks' result comes first.
+    # finish_in_queues rows: (started here?, id, ...).
     ended = HandedRow(False, 1, None, None, None, None, None, None)  # type: ignore[arg-type]
     handed = HandedRow(True, 7, "t", "{}", "q", 1, "2026-12-02 10:00:00+00", 21)
-    assert w.written([[], [ended, handed]]) == [handed]
+    assert w.written([[ended, handed]]) == [handed]
     assert len(w) == 0
 
 
