@@ -168,8 +168,9 @@ class Exchange:
         # rule. True at start. While true, a look (any_prioritized, in a
         # claim's round trip) at most every PRIORITY_CHECK_INTERVAL (or poll
         # interval) turns it off when no waiting job has another priority than
-        # 0: then the claim and the write leave out their parts for other
-        # priorities (claim/plain), and every job is taken in run_at order.
+        # 0: then the claim leaves out its parts for other priorities
+        # (claim/plain) and the write (finish_in_queues, migration 0012) skips
+        # them, and every job is taken in run_at order.
         # While false, it turns on by a NOTIFY 'priority' (the doors send one
         # when they write such a job) or by the same look, which finds jobs a
         # plain INSERT wrote: those may be taken in plain order until then.
