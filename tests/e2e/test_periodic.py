@@ -47,29 +47,28 @@ def test_three_workers_schedule_each_tick_once_and_only_the_latest_missed_one(
     tasks = copy_tasks(tmp_path / "tasks", PERIODIC_TASKS, "every_minute")
     write_task(tasks, "bad_schedule", 'schedule = "every minute"\n\n\n'
                                       "def run(params):\n    pass\n")
-    # The catch-up below must happen within the minute it starts in: the workers
-    # get 20 s at least to start.
-    now = db.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-    if now.second >= 40:
-        time.sleep(61 - now.second)
     # Workers ran this schedule until ten minutes ago; none has run since.
     db.execute(q(schema_name, """
         INSERT INTO {}.periodic (task, schedule, timezone, parameters, due_after, last_tick)
         VALUES ('every_minute', '* * * * *', 'UTC', %s,
                 date_trunc('minute', now()) - interval '10 minutes',
                 date_trunc('minute', now()) - interval '10 minutes')"""), ['{"from": "cron"}'])
-    latest_missed = db.execute("SELECT date_trunc('minute', now())").fetchone()[0]  # type: ignore[index]
+    inserted = db.execute("SELECT date_trunc('minute', now())").fetchone()[0]  # type: ignore[index]
     workers = [start_worker(tasks, *FAST, "--concurrency", "1") for _ in range(3)]
     try:
-        # One job for the ten missed ticks: the most recent.
-        wait_for(lambda: periodic_row(db, schema_name)[0] == latest_missed, timeout=30,
-                 what="the catch-up tick")
-        time.sleep(1.0)  # time for the other workers to try the same tick
-        catch_up = periodic_jobs(db, schema_name)
-        assert len(catch_up) == 1
-        assert periodic_row(db, schema_name)[:2] == (latest_missed, catch_up[0][0])
-        # The next tick, at a real minute boundary that all three workers wait for.
+        # One job for the ten missed ticks: the most recent when the workers
+        # start, this minute's or (if they start after its end) the next one's.
+        latest_missed, catch_up_job, _ = wait_for(
+            lambda: (row := periodic_row(db, schema_name))[0] > inserted - 10 * MINUTE and row,
+            timeout=30, what="the catch-up tick")
+        assert latest_missed in (inserted, inserted + MINUTE)
         next_tick = latest_missed + MINUTE
+        time.sleep(1.0)  # time for the other workers to try the same tick
+        catch_up = [job for job in periodic_jobs(db, schema_name) if job[1] < next_tick]
+        assert [job[0] for job in catch_up] == [catch_up_job]
+        # Made in the minute of the tick it is for: the latest one missed.
+        assert latest_missed <= catch_up[0][1] < next_tick
+        # The next tick, at a real minute boundary that all three workers wait for.
         wait_for(lambda: len(periodic_jobs(db, schema_name)) >= 2, timeout=75,
                  what="the next tick")
         wait_for(lambda: all(job[2] == "done" for job in periodic_jobs(db, schema_name)),

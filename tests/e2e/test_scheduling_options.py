@@ -95,16 +95,22 @@ def test_a_paused_queue_holds_its_jobs_until_resumed(
     tasks = copy_tasks(tmp_path / "tasks", OPTIONS_TASKS, "sleeper", "mark")
     log = tmp_path / "runs.jsonl"
     start_worker(tasks, "--concurrency", "2", "--poll-interval", "0.2")
-    running = client.schedule_task("sleeper", {"log": str(log), "seconds": 1.5}, queue="q")
+    # The first job runs until the pause is in (a `pgcc pause` on a loaded
+    # machine can take longer than any fixed nap).
+    gate = tmp_path / "paused"
+    running = client.schedule_task("sleeper", {"log": str(log), "seconds": 60,
+                                               "until": str(gate)}, queue="q")
     held = client.schedule_task("mark", {"log": str(log), "name": "held"}, queue="q")
     wait_for(lambda: records(log), 30, "the first job to start")
     paused = run_cli("pause", "q", "--dsn", pg_dsn, "--schema", schema_name)
     assert (paused.returncode, paused.stdout.strip()) == (0, "queue q paused")
     later = client.schedule_task("mark", {"log": str(log), "name": "later"}, queue="q")
     other = client.schedule_task("mark", {"log": str(log), "name": "other"}, queue="r")
-    assert finished(client, running).state == "done"
     assert finished(client, other).state == "done"
-    time.sleep(3)
+    assert client.get_job(running).state == "running"  # type: ignore[union-attr]
+    gate.touch()
+    assert finished(client, running).state == "done"
+    time.sleep(2)  # ten polls: a worker that ignored the pause would have taken them
     assert [client.get_job(j).state for j in (held, later)] == ["queued", "queued"]  # type: ignore[union-attr]
     status = run_cli("status", "--dsn", pg_dsn, "--schema", schema_name)
     assert "paused queues (1;" in status.stdout and "  q  2 queued" in status.stdout

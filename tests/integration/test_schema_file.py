@@ -113,9 +113,9 @@ def from_file(pg_dsn: str) -> Iterator[str]:
         yield name
 
 
-def test_schema_file_is_the_migrated_schema(db: psycopg.Connection[Any], schema_name: str,
+def test_schema_file_is_the_migrated_schema(db: psycopg.Connection[Any], migrated_schema: str,
                                             from_file: str) -> None:
-    migrated, written = catalog(db, schema_name), catalog(db, from_file)
+    migrated, written = catalog(db, migrated_schema), catalog(db, from_file)
     for what in CATALOG.keys() - {"default privileges"}:
         assert migrated[what], f"the comparison sees no {what}"
     for what in migrated:
@@ -129,10 +129,40 @@ def test_schema_file_names_the_newest_migration() -> None:
     assert f"{newest:04d}" in header, f"sql/schema.sql's header should name migration {newest:04d}"
 
 
-def test_comparison_sees_a_function_body(db: psycopg.Connection[Any], schema_name: str,
+def test_comparison_sees_a_function_body(db: psycopg.Connection[Any], migrated_schema: str,
                                          from_file: str) -> None:
     """The comparison is not blind to a change inside a function."""
     db.execute(sql.SQL("CREATE OR REPLACE FUNCTION {}.new_token() RETURNS bigint"
                        " LANGUAGE sql VOLATILE AS $$ SELECT 2::bigint $$").format(
                            sql.Identifier(from_file)))
-    assert catalog(db, from_file)["functions"] != catalog(db, schema_name)["functions"]
+    assert catalog(db, from_file)["functions"] != catalog(db, migrated_schema)["functions"]
+
+
+def bookkeeping(conn: psycopg.Connection[Any], name: str) -> dict[str, list[tuple[Any, ...]]]:
+    """schema_migrations: its columns, constraints and recorded versions."""
+    table = f'"{name}".schema_migrations'
+    return {
+        "columns": conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod), attnotnull,"
+            " pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a"
+            " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+            " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
+            " ORDER BY attnum", [table]).fetchall(),
+        "constraints": conn.execute(
+            "SELECT contype, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = %s::regclass ORDER BY 1, 2", [table]).fetchall(),
+        "versions": conn.execute(sql.SQL("SELECT version, name FROM {}.schema_migrations"
+                                         " ORDER BY version").format(sql.Identifier(name))
+                                 ).fetchall(),
+    }
+
+
+def test_the_tests_fresh_schema_is_the_migrated_schema(
+        db: psycopg.Connection[Any], migrated_schema: str, schema_name: str) -> None:
+    """Most tests get their schema from sql/schema.sql (tests/conftest.py
+    fresh_schema), not from the migrations: the same catalog, and the same
+    bookkeeping, so that pgcc sees it as migrated."""
+    assert catalog(db, schema_name) == catalog(db, migrated_schema)
+    assert bookkeeping(db, schema_name) == bookkeeping(db, migrated_schema)
+    assert bookkeeping(db, schema_name)["versions"]
+    assert pgcc_schema.migrate(db, schema_name) == []
