@@ -16,6 +16,10 @@ from pgcc._validation import check_schema
 from pgcc.errors import ConfigurationError, DatabaseUnavailable
 
 _FILE = re.compile(r"(\d{4})_(\w+)\.sql")
+# The record of the versions applied, made in the schema by the first migration run.
+MIGRATIONS_TABLE = ("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " version integer PRIMARY KEY, name text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())")
 
 
 class LiveWorkers(NamedTuple):
@@ -67,11 +71,7 @@ def migrate(conn: psycopg.Connection[object], schema: str,
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         # Unqualified names in the migration files land in this schema.
         conn.execute("SELECT set_config('search_path', %s, true)", [f'"{schema}"'])
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
+        conn.execute(MIGRATIONS_TABLE)
         done = set(conn.cursor(row_factory=scalar_row).execute(
             "SELECT version FROM schema_migrations").fetchall())
         _refuse_newer(schema, max(done, default=None), newest)

@@ -61,9 +61,7 @@ def schema_file_and_record() -> bytes:
     text = resources.files("pgcc.sql").joinpath("schema.sql").read_text(encoding="utf-8")
     record = ", ".join(f"({m.version}, '{m.name}')" for m in schema.migrations())
     return (f"{text}\n"
-            "CREATE TABLE schema_migrations ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now());\n"
+            f"{schema.MIGRATIONS_TABLE};\n"
             f"INSERT INTO schema_migrations (version, name) VALUES {record};\n").encode()
 
 
