@@ -211,9 +211,12 @@ class Worker:
         log.info("tasks reloaded: %s", ", ".join(names) or "(none)")
 
     def _running(self) -> dict[str, int]:
-        """Jobs running now by task (for the metrics, from the server's thread)."""
+        """Jobs running now by task (for the metrics, from the server's thread);
+        every task at 0 before the children are started."""
         pool = self._pool
-        return {} if pool is None else pool.running_by_task()
+        if pool is None:
+            return dict.fromkeys(self.config.task_names, 0)
+        return pool.running_by_task()
 
     # ---- the loop ----------------------------------------------------------------
 
