@@ -265,22 +265,6 @@ class Link:
         finally:
             self._call_started = None
 
-    def execute_pipeline(self, statements: list[tuple[str, Any]]
-                         ) -> list[list[tuple[Any, ...]]]:
-        """Several statements in one network round trip, and in one transaction:
-        the pipeline sends a single Sync, after the last."""
-        conn = self.connection()
-        self._call_started = time.monotonic()
-        try:
-            with conn.pipeline():
-                cursors = [conn.execute(query, params) for query, params in statements]
-            return [cur.fetchall() if cur.description else [] for cur in cursors]
-        except psycopg.OperationalError:
-            self.close()
-            raise
-        finally:
-            self._call_started = None
-
     def transactions(self, groups: list[list[Statement]]) -> list[list[Rows]]:
         """Each group of statements as a transaction of its own, in order and in
         one round trip: a failing group leaves the ones before it committed and

@@ -78,7 +78,7 @@ class _Pipe:
     def receive(self) -> Any:
         """The next message; EOFError once the worker has closed its end."""
         while not self._inbox:
-            chunk = os.read(self._fd, 1 << 20)
+            chunk = os.read(self._fd, framing.READ_SIZE)
             if not chunk:
                 raise EOFError
             self._inbox.extend(self._decoder.feed(chunk))

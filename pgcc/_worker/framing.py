@@ -19,6 +19,11 @@ from typing import Any
 from pgcc._worker.messages import SHUTDOWN, Answer, JobOrder, JobState, Ready
 
 _HEADER = struct.Struct("!I")
+# Bytes asked of a pipe per read. Python allocates the whole size first: at
+# 128 KiB or more glibc maps fresh pages for it and unmaps them after, three
+# system calls and a TLB shootdown across the process's threads on every
+# message. Larger messages take several reads; the Decoder joins them.
+READ_SIZE = 64 << 10
 HEADER_SIZE = _HEADER.size
 MAX_FRAME = (1 << 32) - 1
 

@@ -151,7 +151,7 @@ class Child:
         messages: list[object] = []
         budget = READ_BUDGET
         while budget > 0 and not self.closed:
-            size = min(budget, 1 << 20)
+            size = min(budget, framing.READ_SIZE)
             try:
                 chunk = os.read(self.fd, size)
             except (BlockingIOError, InterruptedError):
