@@ -25,9 +25,12 @@ from pgcc.errors import (
 )
 
 if TYPE_CHECKING:
-    from pgcc._client import AsyncClient, Client, Job, Step
+    from pgcc._client import Client
+    from pgcc._client_async import AsyncClient
+    from pgcc._client_base import Job, Step
     from pgcc._runner import AsyncJobContext, JobContext
-    from pgcc._taskstate import AsyncTaskState, AsyncTaskStates, TaskState, TaskStates
+    from pgcc._taskstate import TaskState, TaskStates
+    from pgcc._taskstate_async import AsyncTaskState, AsyncTaskStates
 
 __all__ = [
     "AsyncClient",
@@ -57,14 +60,14 @@ __all__ = [
 # Where each name that needs psycopg lives: imported on first use, not with
 # the package, since `pgcc worker` starts its forkserver before that import.
 _LAZY = {
-    "AsyncClient": "pgcc._client",
+    "AsyncClient": "pgcc._client_async",
     "Client": "pgcc._client",
-    "Job": "pgcc._client",
-    "Step": "pgcc._client",
+    "Job": "pgcc._client_base",
+    "Step": "pgcc._client_base",
     "AsyncJobContext": "pgcc._runner",
     "JobContext": "pgcc._runner",
-    "AsyncTaskState": "pgcc._taskstate",
-    "AsyncTaskStates": "pgcc._taskstate",
+    "AsyncTaskState": "pgcc._taskstate_async",
+    "AsyncTaskStates": "pgcc._taskstate_async",
     "TaskState": "pgcc._taskstate",
     "TaskStates": "pgcc._taskstate",
 }

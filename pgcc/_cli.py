@@ -328,7 +328,8 @@ def retry(
 ) -> None:
     """Run finished jobs again (queued, due now, behind their queue, full
     attempts; their earlier run is kept). Exit 1 if any could not be retried."""
-    from pgcc._client import Client, check_state
+    from pgcc._client import Client
+    from pgcc._client_base import check_state
 
     setup_logging(verbose)
     _set_connect_timeout(connect_timeout)
@@ -380,7 +381,8 @@ def list_jobs_command(
 ) -> None:
     """List jobs, newest first."""
     from pgcc import _jobview as view
-    from pgcc._client import Client, list_params
+    from pgcc._client import Client
+    from pgcc._client_base import list_params
 
     setup_logging(verbose)
     _set_connect_timeout(connect_timeout)

@@ -16,7 +16,8 @@ from multiprocessing.context import ForkServerContext
 # runner imports the client only when a job asks for it, so that the worker
 # itself does not load it); and what keeps the forkserver alive through a
 # process-group SIGTERM.
-PRELOAD = ["pgcc._runner", "pgcc._client", "pgcc._steps", "pgcc._worker.in_forkserver"]
+PRELOAD = ["pgcc._runner", "pgcc._client", "pgcc._client_async", "pgcc._steps",
+           "pgcc._worker.in_forkserver"]
 
 
 def context() -> ForkServerContext:

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from pgcc._client import Job, Step
+from pgcc._client_base import Job, Step
 
 
 def job_dict(job: Job, steps: list[Step] | None = None) -> dict[str, Any]:

@@ -41,9 +41,12 @@ if TYPE_CHECKING:
     # does, and its children find the client loaded (pgcc._forkserver.PRELOAD).
     import psycopg
 
-    from pgcc._client import AsyncClient, Client, Delay
+    from pgcc._client import Client
+    from pgcc._client_async import AsyncClient
+    from pgcc._client_base import Delay
     from pgcc._steps import JobSteps
-    from pgcc._taskstate import AsyncTaskStates, TaskStates
+    from pgcc._taskstate import TaskStates
+    from pgcc._taskstate_async import AsyncTaskStates
 
 # Exit code of a child whose task ran out of memory (MemoryError): the worker
 # reports it as such rather than as a plain crash.
@@ -135,7 +138,7 @@ class _Environment:
 
     def aio_client(self) -> AsyncClient:
         if self.async_client is None:
-            from pgcc._client import AsyncClient
+            from pgcc._client_async import AsyncClient
 
             self.async_client = AsyncClient(self.config.dsn, schema=self.config.schema,
                                             pool_size=1)
