@@ -20,6 +20,7 @@ from pgcc._database import DEFAULT_SCHEMA, connect, require_schema, resolve_dsn,
 from pgcc._grants import Grant
 from pgcc._logging import LogFormat
 from pgcc._workloads import WORKLOADS as BENCH_WORKLOADS
+from pgcc._workloads import check_workloads
 from pgcc.errors import ConfigurationError, DatabaseUnavailable, PgccError
 
 # Each command imports what it runs inside its own function: `pgcc schedule`
@@ -611,10 +612,10 @@ def bench(
     setup_logging(verbose)
     with _errors():
         chosen = [name.strip().upper() for name in only.split(",") if name.strip()]
-        unknown = [name for name in chosen if name not in BENCH_WORKLOADS]
-        if unknown:
-            raise ConfigurationError(f"--only: unknown workload {unknown[0]} "
-                                     f"(choose from {', '.join(BENCH_WORKLOADS)})")
+        try:
+            check_workloads(chosen)
+        except ValueError as exc:
+            raise ConfigurationError(f"--only: {exc}") from None
         resolved = resolve_dsn(dsn)
         # A stopped bench still stops its workers and drops its schemas (in finally).
         signal.signal(signal.SIGTERM, _interrupt)

@@ -34,7 +34,7 @@ from pgcc import _schema as schema
 from pgcc._client import Client
 from pgcc._embedded import pg_binary
 from pgcc._queries import for_schema
-from pgcc._workloads import WORKLOADS
+from pgcc._workloads import check_workloads
 
 # Seconds from a worker's registration until its children are up, with room to
 # spare on a slow machine (~0.5 s here).
@@ -553,9 +553,7 @@ def method_name(workload: str) -> str:
 
 
 def run(dsn: str, *, only: list[str], reps: int, scale: float, progress: Progress) -> Report:
-    unknown = sorted(set(only) - set(WORKLOADS))
-    if unknown:
-        raise ValueError(f"unknown workload {unknown[0]}")
+    check_workloads(only)
     bench = Bench(dsn, reps=reps, sizes=Sizes(scale), progress=progress)
     for name in only:
         getattr(bench, method_name(name))()
