@@ -99,7 +99,7 @@ class Client:
             yield conn
 
     def _use(self, connection: psycopg.Connection[Any] | None
-                   ) -> AbstractContextManager[psycopg.Connection[Any]]:
+             ) -> AbstractContextManager[psycopg.Connection[Any]]:
         # Every call passes here: hand back the caller's connection or the
         # pool's own context manager, without a generator layer of our own.
         if connection is not None:
@@ -107,12 +107,12 @@ class Client:
         return (self._get_pool()).connection()
 
     def schedule_task(self, task: str, parameters: Mapping[str, Any] | None = None, *,
-                            at: dt.datetime | None = None, after: Delay | None = None,
-                            queue: str | None = None, key: str | None = None,
-                            priority: int = DEFAULT_PRIORITY,
-                            max_attempts: int | None = None,
-                            timeout: float | dt.timedelta | None = None,
-                            connection: psycopg.Connection[Any] | None = None) -> int:
+                      at: dt.datetime | None = None, after: Delay | None = None,
+                      queue: str | None = None, key: str | None = None,
+                      priority: int = DEFAULT_PRIORITY,
+                      max_attempts: int | None = None,
+                      timeout: float | dt.timedelta | None = None,
+                      connection: psycopg.Connection[Any] | None = None) -> int:
         """Schedule one job; returns its id. With `connection=`, inside the caller's
         transaction, which is not committed. While a queued or running job has
         `key`, nothing is written and that job's id comes back. `priority`
@@ -129,8 +129,8 @@ class Client:
         return int(row[0])
 
     def schedule_tasks(self, jobs: Iterable[Mapping[str, Any]], *,
-                             connection: psycopg.Connection[Any] | None = None
-                             ) -> list[int]:
+                       connection: psycopg.Connection[Any] | None = None
+                       ) -> list[int]:
         """Schedule many jobs in one statement; returns their ids in order."""
         payload = bulk_payload(jobs)
         with self._use(connection) as conn:
@@ -183,7 +183,7 @@ class Client:
             return [row[0] for row in cur.fetchall()]
 
     def retry_jobs(self, state: str | JobState, *, task: str | None = None,
-                         queue: str | None = None) -> list[int]:
+                   queue: str | None = None) -> list[int]:
         """Retry every job of one finished state (and task, queue when given), in
         queue order; returns their ids."""
         params = list_params(check_state(state, RETRYABLE), task, queue, 1)
@@ -208,7 +208,7 @@ class Client:
             return cur.fetchall()
 
     def list_jobs(self, state: str | JobState | None = None, *, task: str | None = None,
-                        queue: str | None = None, limit: int = DEFAULT_LIST_LIMIT) -> list[Job]:
+                  queue: str | None = None, limit: int = DEFAULT_LIST_LIMIT) -> list[Job]:
         """The newest jobs first (at most `limit`), of one state, task and queue
         when given. An unknown state or a bad limit raises JobFilterError."""
         params = list_params(state, task, queue, limit)

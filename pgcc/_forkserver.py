@@ -17,7 +17,7 @@ from multiprocessing.context import ForkServerContext
 # itself does not load it); and what keeps the forkserver alive through a
 # process-group SIGTERM.
 PRELOAD = ["pgcc._runner", "pgcc._client", "pgcc._client_async", "pgcc._steps",
-           "pgcc._worker.in_forkserver"]
+           "pgcc._steps_async", "pgcc._worker.in_forkserver"]
 
 
 def context() -> ForkServerContext:

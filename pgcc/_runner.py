@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from pgcc._client import Client
     from pgcc._client_async import AsyncClient
     from pgcc._client_base import Delay
-    from pgcc._steps import JobSteps
+    from pgcc._steps_base import JobSteps
     from pgcc._taskstate import TaskStates
     from pgcc._taskstate_async import AsyncTaskStates
 
@@ -146,7 +146,7 @@ class _Environment:
 
     def job_steps(self, job_id: int, token: int) -> JobSteps:
         if self.steps is None or self.steps.job_id != job_id or self.steps.token != token:
-            from pgcc._steps import JobSteps
+            from pgcc._steps_base import JobSteps
 
             self.steps = JobSteps(self.config.schema, job_id, token,
                                   self.config.max_result_bytes)
@@ -253,9 +253,9 @@ class AsyncJobContext(_JobFields):
     async def step(self, name: str,
                    fn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[_T]]) -> _T:
         """The twin of JobContext.step: `await ctx.step(name, fn)` with an async fn."""
-        from pgcc import _steps
+        from pgcc import _steps_async
 
-        return await _steps.run_async(  # type: ignore[no-any-return]
+        return await _steps_async.run(  # type: ignore[no-any-return]
             self._env.job_steps(self.job_id, self._token), self._env.aio_step_connection,
             name, fn)
 

@@ -1,117 +1,25 @@
-"""ctx.step: a task's database effect, exactly once (migration 0011).
+"""A step's run (ctx.step): fn's value, or the one an earlier attempt recorded.
 
-A step runs `fn(conn)` in one transaction; the same transaction checks that
-the attempt still owns its job and records the step with fn's value, so the
-writes and the record commit together or not at all. The SQL side is in the
-schema (step_begin, record_step); this is the child's side.
-
-A step costs no round trip more than the same transaction written by hand:
-the connection is in autocommit mode and pgcc sends the transaction's BEGIN
-together with the step's start ("BEGIN; SELECT step_begin(...)") and its
-COMMIT together with the record ("SELECT record_step(...); COMMIT"), each as
-one simple-protocol message: when the record is refused, PostgreSQL skips
-the COMMIT that follows it and the transaction is rolled back. fn's own
-statements run inside that transaction, and `conn.transaction()` in fn makes
-a savepoint.
-
-One connection per child serves every step of its jobs (a sync one for sync
-tasks, an async one for async tasks): not the client's pool, which fn may
-use meanwhile (ctx.schedule_task) and which would wait for itself.
+Generated from pgcc/_steps_async.py by scripts/async_to_sync.py: edit that
+file, not this one.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from pgcc._validation import check_name, dump_value
-from pgcc.errors import JobLost, ScheduleError, StepError
-
-# The SQLSTATE step_begin and record_step raise when the attempt has lost its job.
-JOB_LOST_SQLSTATE = "PC001"
+from pgcc._steps_base import JOB_LOST_SQLSTATE, JobSteps
 
 
-@dataclass
-class JobSteps:
-    """The steps of one run of a job, as its child sees them."""
-
-    schema: str
-    job_id: int
-    token: int
-    # The most bytes a step's value may take as JSON (max_parameters_bytes).
-    max_value_bytes: int | None
-    done: set[str] = field(default_factory=set)
-    running: str | None = None
-    # Set once a step found the job lost: the child answers nothing for it.
-    lost: JobLost | None = None
-
-    def start(self, name: object) -> str:
-        """The checked name of a step about to run."""
-        try:
-            checked = check_name("step name", name)
-        except ScheduleError as exc:
-            raise StepError(str(exc)) from None
-        if self.running is not None:
-            raise StepError(f"step {checked!r} started inside step {self.running!r}: "
-                            "steps do not nest (nor run at once in one job)")
-        if checked in self.done:
-            raise StepError(f"step {checked!r} has already run in this job: "
-                            "step names are unique within a job")
-        self.running = checked
-        return checked
-
-    def dump(self, name: str, value: object) -> str:
-        """The step's value as JSON text: refused, like parameters, when it
-        does not survive JSON or is larger than the parameters' limit."""
-        text = dump_value(value, f"step {name!r} value")
-        limit = self.max_value_bytes
-        if limit is not None and len(text) > limit // 4:  # exact only when it may matter
-            size = len(text.encode("utf-8"))
-            if size > limit:
-                raise ScheduleError(
-                    f"step {name!r} value is {size} bytes as JSON; the limit is {limit} "
-                    "bytes (the parameters limit, max_parameters_bytes): store large "
-                    "data elsewhere and return its id")
-        return text
-
-    def begin_sql(self, name: str) -> sql.Composed:
-        return sql.SQL("BEGIN; SELECT {}.step_begin({}, {}, {})").format(
-            sql.Identifier(self.schema), sql.Literal(self.job_id), sql.Literal(self.token),
-            sql.Literal(name))
-
-    def record_sql(self, name: str, value: str) -> sql.Composed:
-        return sql.SQL("SELECT {}.record_step({}, {}, {}, {}::jsonb); COMMIT").format(
-            sql.Identifier(self.schema), sql.Literal(self.job_id), sql.Literal(self.token),
-            sql.Literal(name), sql.Literal(value))
-
-    def lose(self, exc: psycopg.Error) -> JobLost:
-        """JobLost for the database's word that the job is lost; remembered,
-        should the task swallow it."""
-        self.lost = JobLost(exc.diag.message_primary or str(exc))
-        return self.lost
-
-    def in_transaction(self, name: str, status: TransactionStatus) -> None:
-        """fn must leave the step's transaction open, and usable."""
-        if status == TransactionStatus.INERROR:
-            raise StepError(
-                f"step {name!r}: a statement failed inside fn and fn went on; nothing of the "
-                "step commits (use `with conn.transaction():` in fn to recover from an error)")
-        if status != TransactionStatus.INTRANS:
-            raise StepError(
-                f"step {name!r}: fn ended the step's transaction itself (commit or rollback); "
-                "a step commits its writes with its record, so fn must not")
-
-
-def run(steps: JobSteps, connection: Callable[[], psycopg.Connection[Any]], name: object,
-        fn: Callable[[psycopg.Connection[Any]], Any]) -> Any:
-    """A step in a sync task: fn's value, or the recorded one."""
+def run(steps: JobSteps,
+        connection: Callable[[], psycopg.Connection[Any]],
+        name: object, fn: Callable[[psycopg.Connection[Any]], Any]) -> Any:
+    """One step: fn's value, or the recorded one."""
     checked = steps.start(name)
     try:
         conn = connection()
@@ -150,47 +58,6 @@ def run(steps: JobSteps, connection: Callable[[], psycopg.Connection[Any]], name
         steps.running = None
 
 
-async def run_async(steps: JobSteps,
-                    connection: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]],
-                    name: object, fn: Callable[[psycopg.AsyncConnection[Any]], Any]) -> Any:
-    """A step in an async task: the twin of run, awaited."""
-    checked = steps.start(name)
-    try:
-        conn = await connection()
-        try:
-            try:
-                cursor = await conn.execute(steps.begin_sql(checked))
-            except psycopg.OperationalError:
-                if not conn.broken:
-                    raise
-                conn = await connection()  # see run
-                cursor = await conn.execute(steps.begin_sql(checked))
-            cursor.nextset()
-            row = await cursor.fetchone()
-            if row is not None and row[0] is not None:
-                await conn.execute("COMMIT")
-                steps.done.add(checked)
-                return json.loads(row[0])
-            value = fn(conn)
-            if inspect.isawaitable(value):
-                value = await value
-            steps.in_transaction(checked, conn.info.transaction_status)
-            text = steps.dump(checked, value)
-            await conn.execute(steps.record_sql(checked, text))
-        except psycopg.Error as exc:
-            await _rollback_async(conn)
-            if exc.sqlstate == JOB_LOST_SQLSTATE:
-                raise steps.lose(exc) from None
-            raise
-        except BaseException:
-            await _rollback_async(conn)
-            raise
-        steps.done.add(checked)
-        return json.loads(text)
-    finally:
-        steps.running = None
-
-
 def _rollback(conn: psycopg.Connection[Any]) -> None:
     """Ends whatever the step left open; a broken connection is left for the
     next step to replace."""
@@ -201,13 +68,3 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
             conn.execute("ROLLBACK")
     except psycopg.Error:
         conn.close()
-
-
-async def _rollback_async(conn: psycopg.AsyncConnection[Any]) -> None:
-    if conn.closed or conn.broken:
-        return
-    try:
-        if conn.info.transaction_status != TransactionStatus.IDLE:
-            await conn.execute("ROLLBACK")
-    except psycopg.Error:
-        await conn.close()

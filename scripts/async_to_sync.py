@@ -9,9 +9,10 @@ The transformation works on tokens, so the layout and comments stay:
 - `async` and `await` go;
 - names are renamed by RENAMES (AsyncClient -> Client...), in code and in
   docstrings and comments too;
-- dotted names by DOTTED (asyncio.sleep -> time.sleep...);
-- a block `if True:  # ASYNC` with an `else:` keeps only its else branch,
-  one level less indented: code that differs beyond names.
+- dotted names by DOTTED (asyncio.sleep -> time.sleep...), and
+  `Awaitable[X]` is X;
+- a block `if True:  # ASYNC` keeps only its `else:` branch, one level less
+  indented, or nothing when it has none: code that differs beyond names.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # (async source, sync twin), relative to the repository's root.
 PAIRS = [("pgcc/_client_async.py", "pgcc/_client.py"),
-         ("pgcc/_taskstate_async.py", "pgcc/_taskstate.py")]
+         ("pgcc/_taskstate_async.py", "pgcc/_taskstate.py"),
+         ("pgcc/_steps_async.py", "pgcc/_steps.py")]
 
 RENAMES = {
     "AsyncClient": "Client",
@@ -44,6 +46,7 @@ RENAMES = {
     # The async modules import each other's twins.
     "_client_async": "_client",
     "_taskstate_async": "_taskstate",
+    "_steps_async": "_steps",
 }
 DOTTED = {
     "asyncio.Lock": "threading.Lock",
@@ -57,7 +60,9 @@ _ASYNC_BLOCK = re.compile(r"^(\s*)if True:\s*# ASYNC\s*$")
 
 def to_sync(text: str, source: str) -> str:
     """The sync twin of an async module's text."""
-    return _tokens(_branches(_docstring(text, source)))
+    sync = _tokens(_branches(_docstring(text, source)))
+    # A block dropped whole leaves the blank lines on both of its sides.
+    return re.sub(r"\n{4,}", "\n\n\n", sync)
 
 
 def _docstring(text: str, source: str) -> str:
@@ -71,7 +76,8 @@ def _docstring(text: str, source: str) -> str:
 
 
 def _branches(text: str) -> str:
-    """Each `if True:  # ASYNC` block replaced by its else branch, dedented."""
+    """Each `if True:  # ASYNC` block replaced by its else branch, dedented
+    (or by nothing)."""
     lines = text.splitlines(keepends=True)
     out: list[str] = []
     i = 0
@@ -83,10 +89,14 @@ def _branches(text: str) -> str:
             continue
         indent = match[1]
         i += 1
+        body_end = i
         while i < len(lines) and _inside(lines[i], indent):
             i += 1  # the async branch
+            if lines[i - 1].strip():
+                body_end = i
         if i >= len(lines) or lines[i].rstrip() != f"{indent}else:":
-            raise ValueError(f"line {i + 1}: an `if True:  # ASYNC` block needs an else:")
+            i = body_end  # no else: the blank lines after it belong to what follows
+            continue
         i += 1
         while i < len(lines) and _inside(lines[i], indent):
             line = lines[i]
@@ -110,7 +120,20 @@ def _tokens(text: str) -> str:
         (row, col), (end_row, end_col) = token.start, token.end
         if token.type == tokenize.NAME and token.string in ("async", "await"):
             following = tokens[index + 1].start  # the space after it goes too
-            edits.append((row, col, following[1] if following[0] == row else end_col, ""))
+            cut = (following[1] if following[0] == row else end_col) - col
+            edits.append((row, col, col + cut, ""))
+            if token.string == "async" and tokens[index + 1].string == "def":
+                # The signature's continuation lines move left with it.
+                close = _closing(tokens, index + 3)  # async def name (
+                for at in range(row + 1, tokens[close].start[0] + 1):
+                    if lines[at - 1].startswith(" " * cut):
+                        edits.append((at, 0, cut, ""))
+        elif token.type == tokenize.NAME and token.string == "Awaitable" \
+                and tokens[index + 1].string == "[":
+            # Awaitable[X] is X: the name and its brackets go.
+            close = _closing(tokens, index + 1)
+            edits.append((row, col, tokens[index + 1].end[1], ""))
+            edits.append((*tokens[close].start, tokens[close].end[1], ""))
         elif token.type == tokenize.NAME and token.string in RENAMES:
             dotted = _dotted(tokens, index)
             if dotted in DOTTED:
@@ -127,6 +150,19 @@ def _tokens(text: str) -> str:
         line = lines[row - 1]
         lines[row - 1] = line[:col] + replacement + line[end:]
     return "".join(lines)
+
+
+def _closing(tokens: list[tokenize.TokenInfo], index: int) -> int:
+    """The index of the bracket that closes the one at `index`."""
+    depth = 0
+    for at in range(index, len(tokens)):
+        if tokens[at].string in "([{":
+            depth += 1
+        elif tokens[at].string in ")]}":
+            depth -= 1
+            if depth == 0:
+                return at
+    raise ValueError(f"line {tokens[index].start[0]}: a bracket that never closes")
 
 
 def _dotted(tokens: list[tokenize.TokenInfo], index: int) -> str | None:

@@ -17,7 +17,7 @@ import pytest
 from psycopg import errors, sql
 
 import pgcc
-from pgcc._steps import JOB_LOST_SQLSTATE
+from pgcc._steps_base import JOB_LOST_SQLSTATE
 from tests.helpers import call, grant
 
 TOKEN = 4242

@@ -91,10 +91,20 @@ def test_async_and_await_go_names_are_renamed_and_the_else_branch_stays() -> Non
     assert generator.to_sync(SOURCE, "m.py") == SYNC
 
 
-def test_an_async_block_without_an_else_is_refused() -> None:
-    text = '"""Doc."""\n\nif True:  # ASYNC\n    x = 1\ny = 2\n'
-    with pytest.raises(ValueError, match="needs an else"):
-        generator.to_sync(text, "m.py")
+def test_an_async_block_without_an_else_goes_whole() -> None:
+    text = '"""Doc."""\n\nif True:  # ASYNC\n    import inspect\n\n\ndef f() -> None:\n    pass\n'
+    assert generator.to_sync(text, "m.py").endswith(
+        '"""\n\n\ndef f() -> None:\n    pass\n')
+
+
+def test_awaitable_is_unwrapped_and_a_signature_moves_left_with_its_def() -> None:
+    text = ('"""Doc."""\n\n\nasync def run(steps: int,\n'
+            '              connect: Callable[[], Awaitable[AsyncConnection[Any]]]) -> int:\n'
+            '    return await connect()\n')
+    assert generator.to_sync(text, "m.py").endswith(
+        'def run(steps: int,\n'
+        '        connect: Callable[[], Connection[Any]]) -> int:\n'
+        '    return connect()\n')
 
 
 def test_a_module_without_a_docstring_is_refused() -> None:
