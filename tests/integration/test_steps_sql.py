@@ -17,7 +17,7 @@ import pytest
 from psycopg import errors, sql
 
 import pgcc
-from pgcc._steps_base import JOB_LOST_SQLSTATE
+from pgcc._steps_base import JOB_LOST_SQLSTATE, JobSteps
 from tests.helpers import call, grant
 
 TOKEN = 4242
@@ -280,10 +280,10 @@ def test_the_child_side_runs_records_replays_and_rolls_back(
         return int(call(pg_dsn, schema_name, "SELECT count(*) FROM {}.effects"))
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        first = _steps.JobSteps(schema_name, job_id, TOKEN, None)
+        first = JobSteps(schema_name, job_id, TOKEN, None)
         assert _steps.run(first, lambda: conn, "charge", effect) == {"n": 1}
         # A later attempt gets the recorded value; fn does not run again.
-        again = _steps.JobSteps(schema_name, job_id, TOKEN, None)
+        again = JobSteps(schema_name, job_id, TOKEN, None)
         assert _steps.run(again, lambda: conn, "charge", effect) == {"n": 1}
         assert calls == ["ran"] and count() == 1
 
@@ -342,7 +342,7 @@ def test_a_step_reconnects_when_its_kept_connection_died_while_idle(
             opened.append(psycopg.connect(pg_dsn, autocommit=True))
         return opened[-1]
 
-    job = _steps.JobSteps(schema_name, job_id, TOKEN, None)
+    job = JobSteps(schema_name, job_id, TOKEN, None)
     assert _steps.run(job, connection, "a", lambda conn: 1) == 1
     db.execute("SELECT pg_terminate_backend(%s)", [opened[0].info.backend_pid])
     assert _steps.run(job, connection, "b", lambda conn: 2) == 2

@@ -1,5 +1,5 @@
 """The rules of ctx.step that need no database: what JobLost is, which names
-and values a step takes (pgcc/_steps.py)."""
+and values a step takes (pgcc/_steps_base.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pytest
 
 import pgcc
-from pgcc._steps import JobSteps
+from pgcc._steps_base import JobSteps
 
 
 def steps(limit: int | None = 1000) -> JobSteps:
