@@ -733,3 +733,42 @@ def test_reaper_error_does_not_stop_worker(tmp_path: Path, db: psycopg.Connectio
     assert row["worker_id"] != ghost and row["attempt_errors"], row
     wait_done(db, schema_name, orphan, worker, timeout=30)
     assert_alive(worker)
+
+
+def test_a_hung_prune_holds_up_neither_jobs_nor_the_lease(
+        tmp_path: Path, db: psycopg.Connection[Any], pg_dsn: str, schema_name: str,
+        start_worker: WorkerFactory) -> None:
+    """Suspected defect: a pruning statement that hangs is never cut, and holds up the
+    heartbeat it shares a connection with. Pruning runs on the maintenance part's
+    own connection: a prune stuck on a lock holds up neither the jobs nor the lease,
+    the watchdog cuts it after half a lease, and pruning goes on once the lock is gone."""
+    tasks = tasks_dir(tmp_path, "noop")
+    # Finished jobs past the retention, so many that pruning takes several ticks.
+    db.execute(q(schema_name, "INSERT INTO {}.jobs (task, parameters, state, attempts, finished_at)"
+                              " SELECT 'noop', '{{}}'::jsonb, 'done', 1, now() - interval '30 days'"
+                              " FROM generate_series(1, 500000)"))
+    # Jobs due in a while, written now: the door reads the settings table, which
+    # is about to be locked.
+    later = [int(one(db, q(schema_name, "SELECT {}.schedule_task('noop', '{{}}'::jsonb, NULL, "
+                                        "6000, NULL)"))) for _ in range(5)]
+    old = q(schema_name,
+            "SELECT count(*) FROM {}.jobs WHERE finished_at < now() - interval '1 day'")
+    worker = start_worker(tasks, *FAST)
+    wait_alive(worker, lambda: "reaper: pruned" in worker.log(), 30, "the first prune")
+    with psycopg.connect(pg_dsn) as locker:
+        # The prune's subquery reads the retention from the settings table.
+        locker.execute(q(schema_name, "LOCK TABLE {}.settings IN ACCESS EXCLUSIVE MODE"))
+        assert one(db, old) > 0, "pruning was over before the lock"
+        beat = one(db, q(schema_name, "SELECT heartbeat_at FROM {}.workers WHERE pid = %s"),
+                   [worker.pid])
+        wait_alive(worker, lambda: "maintenance: database unavailable" in worker.log(),
+                   LEASE * 3, "the stuck prune to be cut")
+        for job_id in later:
+            wait_done(db, schema_name, job_id, worker)
+        assert one(db, q(schema_name, "SELECT heartbeat_at FROM {}.workers WHERE pid = %s"),
+                   [worker.pid]) > beat, "the heartbeat stopped while the prune hung"
+        assert one(db, old) > 0, "the lock did not hold the prune"
+        assert_alive(worker)
+        locker.rollback()
+    wait_alive(worker, lambda: one(db, old) == 0, 60, "pruning to go on")
+    assert_alive(worker)
