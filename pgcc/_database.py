@@ -23,6 +23,9 @@ from pgcc.errors import ConfigurationError, DatabaseUnavailable
 DEFAULT_SCHEMA = "pgcc"
 # Seconds a long-running process waits for a new connection to its server.
 LINK_CONNECT_TIMEOUT = 5
+# Seconds between a server's looks at whether a Link's client is still there
+# while a statement runs (see Link.connection).
+CLIENT_CHECK_INTERVAL = 1.0
 # Seconds a command or a client waits for its first connection.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 _announced = False
@@ -250,6 +253,13 @@ class Link:
                 with contextlib.suppress(psycopg.errors.UndefinedObject):
                     self._conn.execute("SELECT set_config('idle_session_timeout', %s, false)",
                                        [f"{max(1, round(self._idle_timeout * 1000))}ms"])
+            # A call cut by the watchdog (cut_if_stuck) while its statement
+            # waits on a lock: the server would notice the client is gone only
+            # when the wait ends, and keep its locks until then (the reaper's
+            # leadership among them). PostgreSQL 14+ looks every so often.
+            with contextlib.suppress(psycopg.errors.UndefinedObject):
+                self._conn.execute("SELECT set_config('client_connection_check_interval', %s,"
+                                   " false)", [f"{round(CLIENT_CHECK_INTERVAL * 1000)}ms"])
         return self._conn
 
     def execute(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:

@@ -761,8 +761,17 @@ def test_a_hung_prune_holds_up_neither_jobs_nor_the_lease(
         assert one(db, old) > 0, "pruning was over before the lock"
         beat = one(db, q(schema_name, "SELECT heartbeat_at FROM {}.workers WHERE pid = %s"),
                    [worker.pid])
+        stuck = ("SELECT array_agg(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                 " AND application_name = 'pgcc worker maintenance' AND query LIKE %s")
+        hung = wait_alive(worker, lambda: one(db, sql.SQL(stuck), [f"%{schema_name}%"]), 10,
+                          "the prune to wait on the lock")
         wait_alive(worker, lambda: "maintenance: database unavailable" in worker.log(),
                    LEASE * 3, "the stuck prune to be cut")
+        # The server ends the cut session although its statement still waits
+        # (client_connection_check_interval): it held the reaper's leadership.
+        alive_pids = sql.SQL("SELECT array_agg(pid) FROM pg_stat_activity WHERE pid = ANY(%s)")
+        wait_alive(worker, lambda: not one(db, alive_pids, [hung]), 10,
+                   "the cut session to be ended by the server")
         for job_id in later:
             wait_done(db, schema_name, job_id, worker)
         assert one(db, q(schema_name, "SELECT heartbeat_at FROM {}.workers WHERE pid = %s"),
