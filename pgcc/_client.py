@@ -104,7 +104,8 @@ class Client:
         # pool's own context manager, without a generator layer of our own.
         if connection is not None:
             return nullcontext(connection)
-        return (self._get_pool()).connection()
+        pool = self._get_pool()
+        return pool.connection()
 
     def schedule_task(self, task: str, parameters: Mapping[str, Any] | None = None, *,
                       at: dt.datetime | None = None, after: Delay | None = None,

@@ -115,7 +115,8 @@ class AsyncClient:
         # pool's own context manager, without a generator layer of our own.
         if connection is not None:
             return nullcontext(connection)
-        return (await self._get_pool()).connection()
+        pool = await self._get_pool()
+        return pool.connection()
 
     async def schedule_task(self, task: str, parameters: Mapping[str, Any] | None = None, *,
                             at: dt.datetime | None = None, after: Delay | None = None,
