@@ -38,7 +38,7 @@ from pgcc._worker.config import (
 )
 from pgcc._worker.messages import AskedRetry, JobOrder, NoResponse, Outcome, PutBack, Response
 from pgcc._worker.outcomes import OutcomeWriter
-from pgcc._worker.parts import LeaseStatus, Mailbox
+from pgcc._worker.parts import LeaseStatus, Mailbox, Standing
 from pgcc._worker.pool import Child, Pool
 from pgcc._worker.stats import Stats
 
@@ -204,8 +204,10 @@ class Exchange:
             self._close()
             return None
         lease = self._status.get()
-        if lease.lost and lease.worker_id == self._worker_id:
+        if lease.standing is Standing.RELEASED and lease.worker_id == self._worker_id:
             self._registration_lost()
+        elif lease.standing is Standing.LOST:
+            return None  # the supervisor stops the lost registration's jobs first
         if (not self.link.connected or self._worker_id is None) and (
                 now < self._connect_at or not self._connect()):
             return None

@@ -6,8 +6,8 @@ the database still gives this worker, and tells the supervisor (`Held`),
 which stops any other job it runs at once: one cancelled, or taken back by
 the reaper after a clock jump. When the reaper has declared this worker dead
 (the renewal finds no row), the keeper says so through the LeaseStatus and
-wakes the supervisor, which stops the running jobs; the exchange then
-registers the worker again.
+wakes the supervisor, which stops the running jobs and releases the
+registration; only then does the exchange register the worker again.
 """
 
 from __future__ import annotations
@@ -35,12 +35,10 @@ class Held(NamedTuple):
 
 
 class LeaseKeeper:
-    def __init__(self, config: WorkerConfig, status: LeaseStatus, supervisor: Mailbox,
-                 exchange: Mailbox) -> None:
+    def __init__(self, config: WorkerConfig, status: LeaseStatus, supervisor: Mailbox) -> None:
         self._queries = for_schema(config.schema)
         self._status = status
         self._supervisor = supervisor
-        self._exchange = exchange
         self._interval = config.lease / 4
         # A server that hears nothing from this session for a lease ends it.
         self.link = Link(config.dsn, application_name="pgcc worker heartbeat",
@@ -79,7 +77,6 @@ class LeaseKeeper:
                     zip(held.job_ids, held.tokens, strict=True))))
         elif self._status.lose(lease.worker_id):
             self._supervisor.wake()
-            self._exchange.wake()
         return self._interval
 
     def close(self) -> None:

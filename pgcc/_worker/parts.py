@@ -11,6 +11,7 @@ touch, and each guards itself.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import queue
 import socket
@@ -89,11 +90,26 @@ class Pulse:
             return time.monotonic() - self._at
 
 
+class Standing(enum.Enum):
+    """Where this worker's registration stands. A lost registration is
+    released only once the supervisor has stopped its jobs, so that the
+    exchange never registers again, and claims, while they still run."""
+
+    HELD = "held"  # registered; the lease keeper renews it
+    LOST = "lost"  # the reaper declared it dead; its jobs are still to stop
+    RELEASED = "released"  # its jobs are stopped; the exchange registers again
+
+
 @dataclass(frozen=True)
 class Lease:
     worker_id: int | None
     renewed_at: float  # time.monotonic()
-    lost: bool  # the reaper declared this registration dead
+    standing: Standing
+
+    @property
+    def lost(self) -> bool:
+        """The reaper declared this registration dead."""
+        return self.standing is not Standing.HELD
 
     def in_doubt(self, now: float, lease: float) -> bool:
         """Whether jobs of this registration may already run elsewhere: it was
@@ -106,7 +122,7 @@ class LeaseStatus:
 
     def __init__(self, clock: Any) -> None:
         self._lock = threading.Lock()
-        self._lease = Lease(None, time.monotonic(), False)
+        self._lease = Lease(None, time.monotonic(), Standing.HELD)
         # A shared double the children read (time.monotonic() is one clock for
         # all processes): when the lease was last renewed.
         self._clock = clock
@@ -123,7 +139,7 @@ class LeaseStatus:
     def registered(self, worker_id: int) -> None:
         now = time.monotonic()
         with self._lock:
-            self._lease = Lease(worker_id, now, False)
+            self._lease = Lease(worker_id, now, Standing.HELD)
             self._clock.value = now
 
     def renewed(self, worker_id: int, at: float) -> bool:
@@ -131,15 +147,24 @@ class LeaseStatus:
         with self._lock:
             if self._lease.worker_id != worker_id or self._lease.lost:
                 return False
-            self._lease = Lease(worker_id, at, False)
+            self._lease = Lease(worker_id, at, Standing.HELD)
             self._clock.value = at
             return True
 
     def lose(self, worker_id: int) -> bool:
+        """The reaper declared `worker_id` dead; False if that is known already."""
+        return self._move(worker_id, Standing.HELD, Standing.LOST)
+
+    def release(self, worker_id: int) -> bool:
+        """The lost registration's jobs are stopped: it may be replaced."""
+        return self._move(worker_id, Standing.LOST, Standing.RELEASED)
+
+    def _move(self, worker_id: int, before: Standing, after: Standing) -> bool:
         with self._lock:
-            if self._lease.worker_id != worker_id or self._lease.lost:
+            lease = self._lease
+            if lease.worker_id != worker_id or lease.standing is not before:
                 return False
-            self._lease = Lease(worker_id, self._lease.renewed_at, True)
+            self._lease = Lease(worker_id, lease.renewed_at, after)
             return True
 
 

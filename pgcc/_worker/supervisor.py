@@ -46,7 +46,7 @@ from pgcc._worker.exchange import (
 )
 from pgcc._worker.lease import Held, LeaseKeeper
 from pgcc._worker.maintenance import Maintenance
-from pgcc._worker.parts import LeaseStatus, Mailbox, Part
+from pgcc._worker.parts import LeaseStatus, Mailbox, Part, Standing
 from pgcc._worker.periodic import PeriodicScheduler, Redeclare
 from pgcc._worker.pool import Pool
 from pgcc._worker.reload import Reloader, Reprobed
@@ -76,7 +76,7 @@ class Worker:
         # Counted only for the metrics: without them, the jobs' path counts nothing.
         self._stats = Stats() if metrics is not None else None
         self._exchange = Exchange(config, self._status, self._mailbox, self._stats)
-        self._keeper = LeaseKeeper(config, self._status, self._mailbox, self._exchange.inbox)
+        self._keeper = LeaseKeeper(config, self._status, self._mailbox)
         self._maintenance = Maintenance(config) if config.reaper else None
         self._parts = [Part("exchange", self._exchange.step)]
         lease_part = Part("lease", self._keeper.step, self._keeper.close)
@@ -106,7 +106,6 @@ class Worker:
         self._close_deadline: float | None = None
         self._closed = False
         self._fenced = False
-        self._lost_handled: int | None = None
         self._started: dict[str, int] = {}
         self._next_supervision = 0.0
         # Since when the supervisor has been running without a gap: a part is
@@ -276,11 +275,12 @@ class Worker:
         pool = self._pool
         assert pool is not None
         lease = self._status.get()
-        if lease.lost and self._lost_handled != lease.worker_id:
-            self._lost_handled = lease.worker_id
+        if lease.standing is Standing.LOST and lease.worker_id is not None:
             stopped = pool.stop_all("the reaper declared this worker dead")
             log.error("this worker's lease was taken over by the reaper; %d running jobs "
                       "stopped, registering again", stopped)
+            self._status.release(lease.worker_id)
+            self._exchange.inbox.wake()
         age = now - lease.renewed_at
         if age > FENCE_AT * self.config.lease:
             if not self._fenced:

@@ -54,6 +54,8 @@ from tests.workers import (
     wait_for,
 )
 
+pytestmark = pytest.mark.usefixtures("show_worker_logs")
+
 # --- the chaos environment -----------------------------------------------------------------
 
 
