@@ -584,7 +584,14 @@ def reaper(
     _set_connect_timeout(connect_timeout)
     with _errors():
         resolved = usable_dsn(dsn, schema_name)
-        result = reaper_module.run(resolved, schema_name, once=once, retention=retention)
+        # SIGTERM (systemd, Kubernetes) stops it as Ctrl-C does: it resigns its
+        # leadership, so that another candidate leads at once.
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            result = reaper_module.run(resolved, schema_name, once=once, retention=retention)
+        except KeyboardInterrupt:
+            logging.getLogger("pgcc.maintenance").info("reaper: stopped")
+            return
     if result is not None:
         typer.echo(f"requeued {result.requeued}, dead {result.dead}, "
                    f"workers removed {result.workers_removed}, pruned {result.pruned}")

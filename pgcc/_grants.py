@@ -33,7 +33,7 @@ DOORS = ("schedule_task(text, jsonb, timestamptz, bigint, text, text, integer, i
          " double precision)", "schedule_tasks(jsonb)",
          "cancel_job(bigint)")
 TABLES = ("jobs", "workers", "queue_locks", "queue_heads", "taskstate", "periodic",
-          "paused_queues", "steps")
+          "paused_queues", "steps", "leader")
 READ_ONLY_TABLES = ("settings", "schema_migrations")
 
 

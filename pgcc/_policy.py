@@ -8,11 +8,14 @@
 - OTHER: anything else (a missing privilege, a lock timeout, a bug in SQL):
   logged with the statement's name and retried with backoff; what was to be
   written stays pending, so no outcome is lost.
+
+`Backoff` spaces the retries of whatever keeps failing.
 """
 
 from __future__ import annotations
 
 import enum
+import random
 
 import psycopg
 
@@ -65,3 +68,26 @@ def describe(exc: BaseException) -> str:
     line = text.splitlines()[0] if text else type(exc).__name__
     state = getattr(exc, "sqlstate", None)
     return f"{line} [{state}]" if state else line
+
+
+class Backoff:
+    """Delays between retries of something that keeps failing: from `first`,
+    doubling, capped at `cap`, with jitter so that many workers spread out."""
+
+    def __init__(self, first: float = 0.25, cap: float = 5.0) -> None:
+        self._first = first
+        self._cap = cap
+        self._failures = 0
+
+    def next_delay(self) -> float:
+        # The exponent is bounded, so the arithmetic cannot overflow.
+        delay = min(self._cap, self._first * 2 ** min(self._failures, 30))
+        self._failures += 1
+        return float(delay * random.uniform(0.8, 1.0))
+
+    def reset(self) -> None:
+        self._failures = 0
+
+    @property
+    def failing(self) -> bool:
+        return self._failures > 0

@@ -105,7 +105,8 @@ def _key(text: str) -> int:
 
 def lock_space(schema: str) -> int:
     """The first key of pgcc's own advisory locks in this environment:
-    (space, 0) the reaper's leadership, (space, 1) migrations."""
+    (space, 1) migrations. (space, 0) led the maintenance until schema
+    version 13, whose leadership is a lease row."""
     return _key(f"pgcc.{schema}")
 
 

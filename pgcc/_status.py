@@ -5,7 +5,8 @@ live workers and their tasks; and tasks whose queued jobs no live worker serves.
 The report (`--json`) has stable keys: schema, jobs, tasks, queues,
 oldest_waiting_seconds, workers, running, scheduled, scheduled_total,
 failed_last_hour, failed_last_hour_by_task, unserved_tasks, periodic (the
-schedules of periodic tasks, as `pgcc periodic --json` lists them), paused_queues."""
+schedules of periodic tasks, as `pgcc periodic --json` lists them), paused_queues,
+maintenance_leader (who rescues and prunes, or null)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,12 @@ class WorkerRow(NamedTuple):
     heartbeat_age: float
     lease: float
     running: int
+
+
+class LeaderRow(NamedTuple):
+    leader_id: str
+    leading_for: float
+    expires_in: float
 
 
 class RunningRow(NamedTuple):
@@ -131,6 +138,11 @@ def collect(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
         if counts[JobState.QUEUED.value] and task not in served)
     report["periodic"] = periodic.collect(conn, schema)
     report["paused_queues"] = _paused_queues(conn, schema)
+    leader = conn.cursor(row_factory=class_row(LeaderRow)).execute(
+        queries["status_leader"]).fetchone()
+    report["maintenance_leader"] = None if leader is None else {
+        "name": leader.leader_id, "leading_seconds": round(leader.leading_for, 3),
+        "expires_in_seconds": round(leader.expires_in, 3)}
     return report
 
 
@@ -229,7 +241,17 @@ def render(report: dict[str, Any]) -> str:
             names = w.get("task_names", [])
             if names:
                 lines.append("    tasks: " + ", ".join(names))
+    if "maintenance_leader" in report:
+        lines.append(_leader_line(report["maintenance_leader"]))
     return "\n".join(lines)
+
+
+def _leader_line(leader: dict[str, Any] | None) -> str:
+    if leader is None:
+        return ("maintenance  NO LEADER: nothing gives back dead workers' jobs or prunes "
+                "(every worker started with --no-reaper, and no pgcc reaper?)")
+    return (f"maintenance  led by {leader['name']} for {_age(leader['leading_seconds'])} "
+            f"(its lease ends in {_age(max(0.0, leader['expires_in_seconds']))} unless renewed)")
 
 
 def _list(lines: list[str], title: str, rows: list[dict[str, Any]], total: int,

@@ -124,6 +124,12 @@ SELECT id, hostname, pid, concurrency, array_length(tasks, 1) AS task_count,
            AS running
 FROM {schema}.workers w ORDER BY id;
 
+-- name: status_leader
+-- Who leads the maintenance (rescuing, pruning), while their lease lasts.
+SELECT leader_id, extract(epoch FROM now() - elected_at)::float8 AS leading_for,
+       extract(epoch FROM expires_at - now())::float8 AS expires_in
+FROM {schema}.leader WHERE expires_at > now();
+
 -- name: register_worker
 INSERT INTO {schema}.workers (hostname, pid, tasks, concurrency, lease)
 VALUES (%(hostname)s, %(pid)s, %(tasks)s, %(concurrency)s, make_interval(secs => %(lease)s))
@@ -417,8 +423,26 @@ WITH back AS (
 )
 SELECT id FROM moved;
 
--- name: try_lead_reaper
-SELECT pg_try_advisory_lock(%(lock_space)s, 0);
+-- name: lead
+-- Takes the maintenance leadership's lease for %(lease)s seconds, or renews
+-- it; a row back means this candidate (%(me)s) leads. Another candidate's
+-- lease is taken over only once it has expired, by the server's clock. While
+-- another leads, as for most candidates most of the time, it writes nothing
+-- and locks nothing.
+INSERT INTO {schema}.leader AS l (name, leader_id, elected_at, expires_at)
+SELECT 'maintenance', %(me)s, now(), now() + make_interval(secs => %(lease)s::float8)
+WHERE NOT EXISTS (SELECT FROM {schema}.leader
+                  WHERE leader_id <> %(me)s AND expires_at >= now())
+ON CONFLICT (name) DO UPDATE
+SET leader_id = excluded.leader_id,
+    elected_at = CASE WHEN l.leader_id = excluded.leader_id THEN l.elected_at
+                      ELSE excluded.elected_at END,
+    expires_at = excluded.expires_at
+WHERE l.leader_id = excluded.leader_id OR l.expires_at < now()
+RETURNING l.elected_at;
+
+-- name: resign
+DELETE FROM {schema}.leader WHERE leader_id = %(me)s;
 
 -- name: reap
 -- Running jobs whose worker stopped heartbeating for longer than its own

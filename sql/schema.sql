@@ -1,5 +1,5 @@
 -- pgcc's schema as it stands after every migration (sql/migrations/0001 to
--- 0012): its tables, indexes, functions, triggers and privileges in one file,
+-- 0013): its tables, indexes, functions, triggers and privileges in one file,
 -- to read in one place.
 --
 -- A reference, not an installer: `pgcc migrate` builds every schema, new or
@@ -1220,6 +1220,17 @@ REVOKE ALL ON FUNCTION outranked_priority(text[]),
     finish_in_queues(integer, bigint, jsonb, text[], integer[], integer, boolean) FROM PUBLIC;
 
 -- ---- end of the write of queue jobs' responses ---------------------------
+
+-- ---- the maintenance leadership (migration 0013) -----------------------------
+-- One process at a time rescues and prunes: the one whose lease this row
+-- holds until expires_at (pgcc/_maintenance/leadership.py).
+
+CREATE TABLE leader (
+    name       text PRIMARY KEY DEFAULT 'maintenance' CHECK (name = 'maintenance'),
+    leader_id  text NOT NULL,
+    elected_at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+);
 
 -- ---- privileges -------------------------------------------------------------
 

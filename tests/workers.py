@@ -36,17 +36,14 @@ def _python_path() -> str:
     return f"{REPO}{os.pathsep}{inherited}" if inherited else str(REPO)
 
 
-class WorkerProcess:
-    """A `pgcc worker` subprocess; its log goes to a file the test can read."""
+class PgccProcess:
+    """A `pgcc` subprocess (`pgcc ARGS`); its log goes to a file the test can read."""
 
-    def __init__(self, dsn: str, schema: str, tasks_dir: Path, log_path: Path,
-                 *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, log_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        command = [PGCC, "worker", "--dsn", dsn, "--schema", schema,
-                   "--tasks", str(tasks_dir), *args]
         self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT,
+            [PGCC, *args], stdout=self._log, stderr=subprocess.STDOUT,
             # The repository on the path: test task modules share helpers
             # (tests/tasks/recording.py).
             env={**os.environ, "PYTHONPATH": _python_path(), **(env or {})},
@@ -81,12 +78,21 @@ class WorkerProcess:
         self.process.wait()
 
 
+class WorkerProcess(PgccProcess):
+    """A `pgcc worker` subprocess."""
+
+    def __init__(self, dsn: str, schema: str, tasks_dir: Path, log_path: Path,
+                 *args: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(log_path, "worker", "--dsn", dsn, "--schema", schema,
+                         "--tasks", str(tasks_dir), *args, env=env)
+
+
 class WorkerFactory:
     def __init__(self, dsn: str, schema: str, tmp_path: Path) -> None:
         self.dsn = dsn
         self.schema = schema
         self.tmp_path = tmp_path
-        self.started: list[WorkerProcess] = []
+        self.started: list[PgccProcess] = []
 
     def __call__(self, tasks_dir: Path, *args: str, env: dict[str, str] | None = None
                  ) -> WorkerProcess:
@@ -104,6 +110,14 @@ class WorkerFactory:
         worker = WorkerProcess(dsn, schema or self.schema, tasks_dir, log_path, *args)
         self.started.append(worker)
         return worker
+
+    def reaper(self, *args: str) -> PgccProcess:
+        """A `pgcc reaper` of the test's schema, stopped after the test like the workers."""
+        log_path = self.tmp_path / f"reaper-{len(self.started)}.log"
+        reaper = PgccProcess(log_path, "reaper", "--dsn", self.dsn, "--schema", self.schema,
+                             *args)
+        self.started.append(reaper)
+        return reaper
 
     def stop_all(self) -> None:
         for worker in self.started:

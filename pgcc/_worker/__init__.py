@@ -10,7 +10,8 @@ The worker is a few small parts, each in its own module:
 - pool: the child processes and the jobs each holds, never blocking; the one
   object both threads use, behind its own lock;
 - lease: the thread that renews the worker's lease;
-- maintenance: reaping and pruning, when this worker leads;
+- maintenance: rescuing and pruning (pgcc._maintenance), when this worker
+  leads;
 - periodic: declaring the worker's periodic tasks and scheduling their ticks
   (every worker, leader or not: the database makes each tick one job);
 - parts: the few objects these threads share;

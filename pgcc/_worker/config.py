@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 
 from pgcc._database import LINK_CONNECT_TIMEOUT
@@ -58,26 +57,3 @@ class WorkerConfig:
         waits on an unreachable server is not stuck (its calls are cut after half
         a lease, and its connection attempts end after LINK_CONNECT_TIMEOUT)."""
         return self.lease + LINK_CONNECT_TIMEOUT + 1
-
-
-class Backoff:
-    """Delays between retries of something that keeps failing: from `first`,
-    doubling, capped at `cap`, with jitter so that many workers spread out."""
-
-    def __init__(self, first: float = 0.25, cap: float = 5.0) -> None:
-        self._first = first
-        self._cap = cap
-        self._failures = 0
-
-    def next_delay(self) -> float:
-        # The exponent is bounded, so the arithmetic cannot overflow.
-        delay = min(self._cap, self._first * 2 ** min(self._failures, 30))
-        self._failures += 1
-        return float(delay * random.uniform(0.8, 1.0))
-
-    def reset(self) -> None:
-        self._failures = 0
-
-    @property
-    def failing(self) -> bool:
-        return self._failures > 0

@@ -27,15 +27,10 @@ import psycopg
 from psycopg import sql
 
 from pgcc._database import LINK_CONNECT_TIMEOUT, Link, Rows, Statement, StatementFailed
-from pgcc._policy import ErrorClass, classify, describe
+from pgcc._policy import Backoff, ErrorClass, classify, describe
 from pgcc._queries import PLAIN, channel, for_schema, queue_lock_space
 from pgcc._rows import CLAIMED, RUNNING, ClaimedRow, HandedRow, RunningRow
-from pgcc._worker.config import (
-    CLAIM_UNTIL,
-    MAX_PENDING_OUTCOMES,
-    Backoff,
-    WorkerConfig,
-)
+from pgcc._worker.config import CLAIM_UNTIL, MAX_PENDING_OUTCOMES, WorkerConfig
 from pgcc._worker.messages import AskedRetry, JobOrder, NoResponse, Outcome, PutBack, Response
 from pgcc._worker.outcomes import OutcomeWriter
 from pgcc._worker.parts import LeaseStatus, Mailbox, Standing

@@ -17,10 +17,10 @@ import time
 from typing import NamedTuple, cast
 
 from pgcc._database import Link, StatementFailed
-from pgcc._policy import ErrorClass, classify, describe
+from pgcc._policy import Backoff, ErrorClass, classify, describe
 from pgcc._queries import for_schema
 from pgcc._rows import HEARTBEAT, HeartbeatRow
-from pgcc._worker.config import Backoff, WorkerConfig
+from pgcc._worker.config import WorkerConfig
 from pgcc._worker.parts import LeaseStatus, Mailbox
 
 log = logging.getLogger("pgcc.worker")

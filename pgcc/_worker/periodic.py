@@ -27,10 +27,10 @@ from typing import NamedTuple, cast
 
 from pgcc._cron import Cron
 from pgcc._database import Link, StatementFailed, named_row
-from pgcc._policy import ErrorClass, classify, describe
+from pgcc._policy import Backoff, ErrorClass, classify, describe
 from pgcc._queries import for_schema
 from pgcc._tasks import Periodic
-from pgcc._worker.config import Backoff, WorkerConfig
+from pgcc._worker.config import WorkerConfig
 from pgcc._worker.parts import Mailbox
 from pgcc.errors import ScheduleError
 

@@ -9,8 +9,8 @@ thread of their own:
 - the exchange (pgcc._worker.exchange): the hot path: reads the children's
   answers, writes outcomes, claims and hands jobs out, listens;
 - the lease keeper (pgcc._worker.lease): renews the lease;
-- the maintenance services (pgcc._worker.maintenance): reap and prune when
-  this worker leads;
+- the maintenance (pgcc._worker.maintenance, pgcc._maintenance): rescue
+  and prune when this worker leads;
 - the periodic scheduler (pgcc._worker.periodic): declares the schedules of
   the worker's periodic tasks and schedules their ticks;
 - with --metrics, the metrics server (pgcc._worker.metrics): answers scrapes;
@@ -45,7 +45,7 @@ from pgcc._worker.exchange import (
     StopClaiming,
 )
 from pgcc._worker.lease import Held, LeaseKeeper
-from pgcc._worker.maintenance import Maintenance
+from pgcc._worker.maintenance import maintainer
 from pgcc._worker.parts import LeaseStatus, Mailbox, Part, Standing
 from pgcc._worker.periodic import PeriodicScheduler, Redeclare
 from pgcc._worker.pool import Pool
@@ -77,7 +77,7 @@ class Worker:
         self._stats = Stats() if metrics is not None else None
         self._exchange = Exchange(config, self._status, self._mailbox, self._stats)
         self._keeper = LeaseKeeper(config, self._status, self._mailbox)
-        self._maintenance = Maintenance(config) if config.reaper else None
+        self._maintenance = maintainer(config) if config.reaper else None
         self._parts = [Part("exchange", self._exchange.step)]
         lease_part = Part("lease", self._keeper.step, self._keeper.close)
         self._parts.append(lease_part)

@@ -40,7 +40,7 @@ open(os.environ["MODULES_OUT"], "w").write(json.dumps(sorted(sys.modules)))
 
 BENCH = ("pgcc._bench",)
 WORKER = ("pgcc._worker", "pgcc._runner", "pgcc._forkserver", "pgcc._tasks", "pgcc._reaper",
-          "multiprocessing")
+           "pgcc._maintenance", "multiprocessing")
 # `pgcc dashboard` alone loads its web stack (an optional extra).
 DASHBOARD = ("pgcc._dashboard", "starlette", "uvicorn", "jinja2")
 

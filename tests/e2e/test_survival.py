@@ -754,7 +754,7 @@ def test_a_hung_prune_holds_up_neither_jobs_nor_the_lease(
     old = q(schema_name,
             "SELECT count(*) FROM {}.jobs WHERE finished_at < now() - interval '1 day'")
     worker = start_worker(tasks, *FAST)
-    wait_alive(worker, lambda: "reaper: pruned" in worker.log(), 30, "the first prune")
+    wait_alive(worker, lambda: "pruner: pruned" in worker.log(), 30, "the first prune")
     with psycopg.connect(pg_dsn) as locker:
         # The prune's subquery reads the retention from the settings table.
         locker.execute(q(schema_name, "LOCK TABLE {}.settings IN ACCESS EXCLUSIVE MODE"))
@@ -768,7 +768,7 @@ def test_a_hung_prune_holds_up_neither_jobs_nor_the_lease(
         wait_alive(worker, lambda: "maintenance: database unavailable" in worker.log(),
                    LEASE * 3, "the stuck prune to be cut")
         # The server ends the cut session although its statement still waits
-        # (client_connection_check_interval): it held the reaper's leadership.
+        # (client_connection_check_interval).
         alive_pids = sql.SQL("SELECT array_agg(pid) FROM pg_stat_activity WHERE pid = ANY(%s)")
         wait_alive(worker, lambda: not one(db, alive_pids, [hung]), 10,
                    "the cut session to be ended by the server")

@@ -40,7 +40,8 @@ def _done_count(pg_dsn: str, schema: str) -> int:
 
 
 # What `pgcc grant worker` gave a role at schema version 10, before steps
-# (migration 0011) and the one-statement write of queue jobs (0012).
+# (migration 0011), the one-statement write of queue jobs (0012) and the
+# maintenance leadership's lease row (0013).
 GRANT_AT_VERSION_10 = """
     GRANT USAGE ON SCHEMA {schema} TO {role};
     GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.jobs, {schema}.workers,
@@ -55,7 +56,8 @@ GRANT_AT_VERSION_10 = """
 def test_a_worker_role_granted_before_an_upgrade_has_what_the_upgrade_added(
         pg_dsn: str, login_role: Any, tmp_path: Path, start_worker: WorkerFactory) -> None:
     """The migrations give a worker role the tables and functions they add:
-    after an upgrade its worker writes steps and queue jobs' responses."""
+    after an upgrade its worker writes steps and queue jobs' responses, and
+    leads the maintenance."""
     role, dsn = login_role()
     name = f"v_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
@@ -75,7 +77,11 @@ def test_a_worker_role_granted_before_an_upgrade_has_what_the_upgrade_added(
             assert client.get_job(stepped).result == 42  # type: ignore[union-attr]
             assert [(s.name, s.value) for s in client.get_steps(stepped)] == [("answer", 42)]
             assert client.get_job(queued).result == 0  # type: ignore[union-attr]
+            # It leads the maintenance: the lease row of migration 0013 is its to write.
+            wait_for(lambda: call(pg_dsn, name, "SELECT leader_id FROM {}.leader") is not None,
+                     what="the worker role to take the maintenance leadership")
         assert worker.stop() == 0, worker.log()
+        assert "maintenance: lead failed" not in worker.log()
     finally:
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))

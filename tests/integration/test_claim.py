@@ -121,10 +121,11 @@ def test_the_workers_queries_fit_psycopgs_parse_cache_for_the_longest_schema_nam
         assert len(queries[name].encode()) <= 4096, name
 
 
-def test_a_queue_whose_name_hashes_to_zero_runs_while_the_reaper_leads(
+def test_a_queue_whose_name_hashes_to_zero_runs_while_pgcc_holds_its_locks(
         client: pgcc.Client, claimers: tuple[Claimer, Claimer]) -> None:
-    """Queue locks live in a key space of their own: the reaper's leadership
-    lock (space, 0) and the migrations' (space, 1) never block a queue."""
+    """Queue locks live in a key space of their own: pgcc's own locks, the
+    migrations' (space, 1) and the maintenance leadership's of schema versions
+    before 13 (space, 0), never block a queue."""
     first, second = claimers
     zero = "queue-tGakGc"
     assert first.conn.execute("SELECT hashtext(%s)", [zero]).fetchone() == (0,)

@@ -15,8 +15,9 @@ from psycopg import sql
 
 import pgcc
 from pgcc._database import Link, RowMismatch, named_row
+from pgcc._maintenance.pruner import Pruner, PrunerConfig
+from pgcc._maintenance.rescuer import Rescuer
 from pgcc._queries import for_schema
-from pgcc._reaper import Reaper
 from pgcc._rows import ClaimedRow
 from pgcc._states import FINISHED, JobState, TaskStatus
 from pgcc._validation import DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS_LIMIT, NAME_LIMIT, check_name
@@ -125,7 +126,7 @@ def test_default_max_attempts_reaped(db: psycopg.Connection[Any], schema_name: s
     assert row is not None
     last = running_job(db, schema_name, row[0], DEFAULT_MAX_ATTEMPTS)
     before_last = running_job(db, schema_name, row[0], DEFAULT_MAX_ATTEMPTS - 1)
-    result = Reaper(schema_name).tick(link)
+    result = Rescuer(schema_name).run(link)
     assert (result.requeued, result.dead) == (1, 1)
     assert state_of(db, schema_name, last) == JobState.DEAD
     assert state_of(db, schema_name, before_last) == JobState.QUEUED
@@ -169,16 +170,16 @@ def test_retention_is_the_setting_unless_given(db: psycopg.Connection[Any], sche
     assert setting == (7 * 24 * 3600,)
     for hours in (1, 24 * 7 - 1, 24 * 7 + 1):
         finished_hours_ago(db, schema_name, hours)
-    assert Reaper(schema_name).prune(link) == (1, True)
+    assert Pruner(schema_name).run(link) == (1, True)
     assert remaining(db, schema_name) == 2
     db.execute(q(schema_name, "UPDATE {}.settings SET value = '7200'"
                               " WHERE key = 'retention_seconds'"))
-    assert Reaper(schema_name).prune(link) == (1, True)
-    assert Reaper(schema_name, retention=1800).prune(link) == (1, True)
+    assert Pruner(schema_name).run(link) == (1, True)
+    assert Pruner(schema_name, PrunerConfig(retention=1800)).run(link) == (1, True)
     assert remaining(db, schema_name) == 0
     db.execute(q(schema_name, "DELETE FROM {}.settings WHERE key = 'retention_seconds'"))
     finished_hours_ago(db, schema_name, 24 * 365)
-    assert Reaper(schema_name).prune(link) == (0, True)
+    assert Pruner(schema_name).run(link) == (0, True)
 
 
 def test_parameters_limit_is_the_setting(db: psycopg.Connection[Any], schema_name: str,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from pgcc._database import Link
+from pgcc._maintenance.leadership import Leadership
 from tests.helpers import status_json
 from tests.paths import PGCC
 
@@ -162,3 +165,28 @@ def test_status_lists_periodic_tasks(pg_dsn: str, schema_name: str,
             f"2026-03-29T01:00:00+00:00 job #{job_id} queued") in text
     assert "  old  * * * * * (UTC)  next inactive (its module has no schedule any more)  " \
            "last -" in text
+
+
+def test_status_names_the_maintenance_leader_or_its_absence(pg_dsn: str,
+                                                          schema_name: str) -> None:
+    """No live leader: nothing rescues dead workers' jobs, and status says so;
+    a leader: status names it, until its lease expires."""
+    assert status_json(pg_dsn, schema_name)["maintenance_leader"] is None
+    assert "maintenance  NO LEADER" in status(pg_dsn, schema_name).stdout
+    link = Link(pg_dsn)
+    try:
+        leadership = Leadership(schema_name, 60.0)
+        assert leadership.hold(link)
+        leader = status_json(pg_dsn, schema_name)["maintenance_leader"]
+        assert leader["name"] == leadership.name
+        assert 0 <= leader["leading_seconds"] < 5 and 50 < leader["expires_in_seconds"] <= 60
+        assert f"maintenance  led by {leadership.name} for" in status(pg_dsn,
+                                                                      schema_name).stdout
+        short = Leadership(schema_name, 0.2)
+        leadership.resign(link)
+        assert short.hold(link)
+        time.sleep(0.3)
+        assert status_json(pg_dsn, schema_name)["maintenance_leader"] is None, \
+            "an expired lease names nobody"
+    finally:
+        link.close()

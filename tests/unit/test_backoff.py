@@ -1,4 +1,5 @@
-"""Backoff between retries, and the worker's timing rules (pgcc/worker/config.py)."""
+"""Backoff between retries (pgcc/_policy.py), and the worker's timing rules
+(pgcc/_worker/config.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from pgcc._database import LINK_CONNECT_TIMEOUT
+from pgcc._policy import Backoff
 from pgcc._tasks import TaskSource
 from pgcc._worker import config
-from pgcc._worker.config import Backoff, WorkerConfig
+from pgcc._worker.config import WorkerConfig
 
 
 def test_backoff_grows_to_its_cap_and_never_overflows() -> None:
