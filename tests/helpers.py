@@ -45,3 +45,14 @@ def grant(pg_dsn: str, schema: str, kind: str, role: str) -> None:
     result = run_cli("grant", kind, role, "--dsn", pg_dsn, "--schema", schema)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"granted {kind} on schema {schema} to {role}"
+
+
+def insert_expired_worker(conn: psycopg.Connection[Any], schema: str) -> int:
+    """A worker row whose 1 s lease ran out an hour ago: its worker is long gone,
+    and only a leading reaper's rescuer gives back what it ran."""
+    row = conn.execute(q(schema, (
+        "INSERT INTO {}.workers (hostname, pid, tasks, concurrency, lease, started_at,"
+        " heartbeat_at) VALUES ('ghost', 0, '{{noop}}', 1, interval '1 s',"
+        " now() - interval '2 h', now() - interval '1 h') RETURNING id"))).fetchone()
+    assert row is not None
+    return int(row[0])

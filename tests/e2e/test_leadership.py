@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from pgcc._reaper import REAPER_LEASE
-from tests.helpers import q
+from tests.helpers import insert_expired_worker, q
 from tests.paths import SURVIVAL_TASKS
 from tests.workers import FAST, LEASE, WorkerFactory, copy_tasks, wait_for
 
@@ -38,17 +38,12 @@ def leader_name(db: psycopg.Connection[Any], schema: str) -> str | None:
 
 
 def ghost_job(db: psycopg.Connection[Any], schema: str) -> int:
-    """A job running for an hour on a worker whose lease ran out an hour ago:
-    only a leader's rescuer gives it back."""
-    worker = db.execute(q(schema, (
-        "INSERT INTO {}.workers (hostname, pid, tasks, concurrency, lease, started_at,"
-        " heartbeat_at) VALUES ('ghost', 0, '{{noop}}', 1, interval '1 s',"
-        " now() - interval '2 h', now() - interval '1 h') RETURNING id"))).fetchone()
-    assert worker is not None
+    """A job running for an hour on a worker whose lease ran out an hour ago."""
     row = db.execute(q(schema, (
         "INSERT INTO {}.jobs (task, parameters, state, worker_id, attempts, token, started_at,"
         " heartbeat_at) VALUES ('noop', '{{}}', 'running', %s, 1, 1, now() - interval '1 h',"
-        " now() - interval '1 h') RETURNING id")), [worker[0]]).fetchone()
+        " now() - interval '1 h') RETURNING id")), [insert_expired_worker(db, schema)]
+    ).fetchone()
     assert row is not None
     return int(row[0])
 

@@ -33,7 +33,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from pgcc import _schema as pgcc_schema
-from tests.helpers import q, reaper_once
+from tests.helpers import insert_expired_worker, q, reaper_once
 from tests.paths import PGCC, SURVIVAL_TASKS
 from tests.proxy import Proxy
 from tests.workers import (
@@ -185,14 +185,6 @@ def cpu_share(pid: int, seconds: float) -> float:
     after, ended = process.cpu_times(), time.monotonic()
     used = (after.user - before.user) + (after.system - before.system)
     return float(used / (ended - started))
-
-
-def insert_expired_worker(conn: psycopg.Connection[Any], schema: str) -> int:
-    """A worker row whose 1 s lease ran out an hour ago: its worker is long gone."""
-    return int(one(conn, q(schema, (
-        "INSERT INTO {}.workers (hostname, pid, tasks, concurrency, lease, started_at,"
-        " heartbeat_at) VALUES ('ghost', 0, '{{noop}}', 1, interval '1 s',"
-        " now() - interval '2 h', now() - interval '1 h') RETURNING id"))))
 
 
 def insert_running_on(conn: psycopg.Connection[Any], schema: str, worker_id: int,
