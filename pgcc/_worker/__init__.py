@@ -14,6 +14,7 @@ The worker is a few small parts, each in its own module:
   leads;
 - periodic: declaring the worker's periodic tasks and scheduling their ticks
   (every worker, leader or not: the database makes each tick one job);
+- watch: the supervisor's judgement of the parts (restarted, or stuck);
 - parts: the few objects these threads share;
 - messages and framing: what the worker and its children say to each other;
 - probe: finding the tasks without running their code in the worker;

@@ -18,9 +18,9 @@ thread of their own:
   no reason to stop a worker).
 
 The supervisor watches each part's progress (its pulse), not only that its
-thread lives: a part whose thread ended is started again, and a part stuck
-for a whole lease makes the worker exit non-zero, so that whatever runs it
-(systemd, Kubernetes) starts a fresh one.
+thread lives (pgcc._worker.watch): a part whose thread ended is started
+again, and a part stuck for a whole lease makes the worker exit non-zero,
+so that whatever runs it (systemd, Kubernetes) starts a fresh one.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from pgcc._worker.periodic import PeriodicScheduler, Redeclare
 from pgcc._worker.pool import Pool
 from pgcc._worker.reload import Reloader, Reprobed
 from pgcc._worker.stats import Stats
+from pgcc._worker.watch import Watch
 
 if TYPE_CHECKING:  # imported by `pgcc worker` only with --metrics
     from pgcc._worker.metrics import MetricsServer
@@ -106,13 +107,8 @@ class Worker:
         self._close_deadline: float | None = None
         self._closed = False
         self._fenced = False
-        self._started: dict[str, int] = {}
+        self._watch = Watch(config.stall_limit(), time.monotonic())
         self._next_supervision = 0.0
-        # Since when the supervisor has been running without a gap: a part is
-        # judged stuck only over a stretch the supervisor itself was awake for
-        # (after SIGSTOP or a suspended machine, every pulse looks old).
-        self._awake_since = time.monotonic()
-        self._last_supervision = time.monotonic()
 
     # ---- lifecycle -------------------------------------------------------------
 
@@ -159,8 +155,7 @@ class Worker:
             log.info("%s a third time: exiting without waiting for the database", name)
 
     def _start(self, part: Part) -> None:
-        self._started[part.name] = self._started.get(part.name, 0) + 1
-        part.start()
+        self._watch.start(part)
 
     def _wait_for_registration(self) -> Registered | None:
         while not self._stops:
@@ -293,37 +288,24 @@ class Worker:
             log.info("lease renewed again")
 
     def _supervise(self, now: float) -> int | None:
-        """Restart a part whose thread ended; give up on one stuck for a lease."""
-        limit = self.config.stall_limit()
-        if now - self._last_supervision > 1.0:
-            self._awake_since = now
-        self._last_supervision = now
-        judging = now - self._awake_since > limit
-        links = {"exchange": self._exchange.link, "lease": self._keeper.link}
+        """Cut a call that hangs; restart a part whose thread ended; give up on
+        one stuck for a lease (pgcc._worker.watch)."""
+        links = {"exchange": self._exchange.link, "lease": self._keeper.link,
+                 "periodic": self._periodic.link}
         if self._maintenance is not None:
             links["maintenance"] = self._maintenance.link
-        links["periodic"] = self._periodic.link
-        for part in self._parts:
-            link = links.get(part.name)
+        for link in links.values():
             # A call that hangs (a silent network) is cut; the part then reconnects.
-            if link is not None:
-                link.cut_if_stuck(self.config.lease / 2)
-            if part.name == "exchange" and self._exchange.closed:
-                continue
-            if not part.alive:
-                if self._started.get(part.name, 0) > 10:
-                    log.critical("%s: its thread ended again (restarted %d times); exiting",
-                                 part.name, self._started[part.name] - 1)
-                    return EXIT_STALLED
-                log.error("%s: its thread ended; starting it again", part.name)
-                self._start(part)
-            elif judging and part is not self._metrics and part.pulse.age() > limit:
-                log.critical("%s: no progress for %.1f s (more than the lease); exiting so "
-                             "that a fresh worker takes over", part.name, part.pulse.age())
-                if self._pool is not None:
-                    self._pool.stop_all("the worker is exiting: one of its parts is stuck")
-                return EXIT_STALLED
-        return None
+            link.cut_if_stuck(self.config.lease / 2)
+        # A closed exchange has ended for good; a slow scrape is no reason to stop a worker.
+        watched = [p for p in self._parts if not (p.name == "exchange" and self._exchange.closed)]
+        why = self._watch.look(watched, now, never_stuck=[self._metrics] if self._metrics else [])
+        if why is None:
+            return None
+        log.critical("%s; exiting so that a fresh worker takes over", why)
+        if self._pool is not None:
+            self._pool.stop_all("the worker is exiting: one of its parts is stuck")
+        return EXIT_STALLED
 
     # ---- stopping ------------------------------------------------------------------
 
