@@ -43,6 +43,11 @@ FROM {schema}.workers w
 WHERE w.heartbeat_at + w.lease > now()
 ORDER BY w.id;
 
+-- name: leader
+-- Who gives back dead workers' jobs and prunes, while its lease lasts.
+SELECT leader_id, extract(epoch FROM now() - elected_at)::float8 AS leading_for
+FROM {schema}.leader WHERE expires_at > now();
+
 -- name: jobs_page
 -- One page of the job list, newest first, by keyset: the jobs with an id
 -- below %(before)s (NULL: from the newest), filtered by state, task and queue

@@ -222,6 +222,7 @@ def create_app(pool: ConnectionPool[Any], settings: Settings) -> Starlette:
                       counts=[(state, counts.get(state, 0)) for state in STATES],
                       total=sum(counts.values()), running=await fetch("running"),
                       queues=await fetch("queues"), workers=await fetch("workers"),
+                      leader=next(iter(await fetch("leader")), None),
                       periodic=await run_in_threadpool(schedules_now),
                       paused=await fetch("paused_queues"))
 

@@ -17,6 +17,8 @@ from starlette.testclient import TestClient
 import pgcc
 from pgcc._dashboard.app import Settings, create_app
 from pgcc._dashboard.server import check_binding
+from pgcc._database import Link
+from pgcc._maintenance.leadership import Leadership
 from tests.helpers import grant, q
 from tests.paths import run_cli
 
@@ -309,3 +311,22 @@ def test_overview_shows_periodic_tasks(client: pgcc.Client, db: psycopg.Connecti
                      rf'<td><a href="/jobs/{job}">#{job}</a> <span class="state state-queued">'
                      r"queued</span>", text), text
     assert "&lt;b&gt;old&lt;/b&gt;" in text and '<span class="muted">inactive</span>' in text
+
+
+def test_overview_names_the_maintenance_leader_or_its_absence(
+        pg_dsn: str, schema_name: str, pool: ConnectionPool[Any]) -> None:
+    def overview() -> str:
+        return re.sub(r"\s+", " ", browser(pool, schema_name).get("/").text)
+
+    assert "No maintenance leader:" in overview()
+    link = Link(pg_dsn)
+    try:
+        leadership = Leadership(schema_name, 60.0)
+        assert leadership.hold(link)
+        text = overview()
+        assert f"led by <code>{leadership.name}</code>" in text
+        assert "No maintenance leader" not in text
+        leadership.resign(link)
+        assert "No maintenance leader:" in overview()
+    finally:
+        link.close()
