@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pgcc._database import Link, StatementFailed
 from pgcc._maintenance.leadership import Leadership
 from pgcc._maintenance.pruner import Pruner, PrunerConfig
-from pgcc._maintenance.rescuer import Rescued, Rescuer, RescuerConfig
+from pgcc._maintenance.rescuer import Rescuer, RescuerConfig
 from pgcc._policy import Backoff, ErrorClass, classify, describe
 
 log = logging.getLogger("pgcc.maintenance")
@@ -59,7 +59,6 @@ class Maintainer:
         self._rescue_at = self._prune_at = 0.0
         self._backoff = Backoff()
         self._leading: bool | None = None  # None: not known yet
-        self._failing = False
 
     def step(self) -> float:
         """Lead if it may, run the due duties; returns the seconds until the next step."""
@@ -73,9 +72,8 @@ class Maintainer:
             self.leadership.forget()
             self._failed(failure)
             return self._backoff.next_delay()
-        if self._failing:
+        if self._backoff.failing:
             log.info("maintenance: going on")
-            self._failing = False
         self._backoff.reset()
         now = time.monotonic()
         due = min(self._rescue_at, self._prune_at, self.leadership.next_renewal() or now)
@@ -101,16 +99,15 @@ class Maintainer:
     def _failed(self, failure: StatementFailed) -> None:
         if classify(failure.cause) is ErrorClass.CONNECTION:
             self.link.close()
-            if not self._failing:
+            if not self._backoff.failing:
                 log.warning("maintenance: database unavailable (%s); retrying",
                             describe(failure.cause))
         else:
             log.error("maintenance: %s failed: %s", failure.name, describe(failure.cause))
-        self._failing = True
 
     def once(self) -> Report:
         """One pass of every duty, led or not, pruning all that is eligible."""
-        rescued: Rescued = self._rescuer.run(self.link)
+        rescued = self._rescuer.run(self.link)
         pruned, _ = self._pruner.run(self.link)
         return Report(rescued.requeued, rescued.dead, rescued.workers_removed, pruned)
 
